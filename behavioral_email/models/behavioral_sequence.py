@@ -1,0 +1,473 @@
+import logging
+from ast import literal_eval
+from datetime import timedelta
+
+from psycopg2 import IntegrityError
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError, ValidationError
+from odoo.osv import expression
+from odoo.tools import SQL
+
+from .behavioral_enrollment import CONSENT_EXITS
+from .behavioral_trigger import TRIGGER_MODELS, TRIGGER_TYPES
+
+_logger = logging.getLogger(__name__)
+
+
+class BehavioralSequence(models.Model):
+    """A sequence of timed steps started by one kind of trigger.
+
+    States (``state``):
+
+    * ``draft``: being built; triggers are ignored. Default, and the state of
+      every shipped sequence so that installing the addon emails nobody.
+    * ``running``: new triggers enroll, due steps run. Set by
+      :meth:`action_start`, which refuses a sequence without steps or with an
+      email step that has no subject or body.
+    * ``paused``: nobody enrolls and no step runs; running enrollments keep
+      their place and resume on :meth:`action_start`. Set by
+      :meth:`action_pause`.
+    """
+
+    _name = "behavioral.sequence"
+    _description = "Behavioral Email Sequence"
+    _inherit = ["mail.thread"]
+    _order = "sequence, id"
+
+    name = fields.Char(required=True, translate=True, tracking=True)
+    active = fields.Boolean(default=True)
+    sequence = fields.Integer(default=10)
+    description = fields.Text(translate=True)
+    company_id = fields.Many2one(
+        "res.company", default=lambda self: self.env.company, index=True,
+        help="Leave empty to run the sequence for every company.")
+    state = fields.Selection(
+        [("draft", "Draft"), ("running", "Running"), ("paused", "Paused")],
+        default="draft", required=True, index=True, tracking=True, copy=False)
+    trigger_type = fields.Selection(
+        TRIGGER_TYPES, string="Trigger", required=True, default="cart_abandoned", tracking=True)
+    source_model = fields.Char(compute="_compute_source_model")
+    # filters
+    website_id = fields.Many2one(
+        "website", ondelete="cascade",
+        help="Only carts and orders of this website. Leave empty for every website.")
+    cart_idle_hours = fields.Float(
+        "Idle Threshold (hours)",
+        help="A cart counts as abandoned once it has not changed for this long. "
+             "Leave at 0 to use the website's Abandoned Delay.")
+    entry_window_hours = fields.Integer(
+        "Entry Window (hours)", default=72, required=True,
+        help="A trigger older than this never enrolls. Starting a sequence on a "
+             "shop with years of history therefore emails nobody about old carts.")
+    filter_domain = fields.Char(
+        "Source Filter", default="[]",
+        help="Only source documents (cart, order or contact) matching this domain enroll.")
+    partner_domain = fields.Char(
+        "Customer Filter", default="[]",
+        help="Only customers matching this domain enroll.")
+    goal = fields.Selection(
+        [("none", "None"), ("order_confirmed", "Customer places an order")],
+        compute="_compute_goal", store=True, readonly=False, required=True, precompute=True,
+        help="When the goal is met the enrollment ends and no further step is sent. "
+             "For carts: that cart, or any later order of the customer, is confirmed.")
+    reentry = fields.Selection(
+        [("document", "Once per source document"),
+         ("partner", "Once per customer, ever"),
+         ("not_running", "Again once the previous enrollment ended"),
+         ("always", "Every trigger")],
+        string="Re-entry", default="document", required=True,
+        help="May the same customer enroll again?")
+    consent_mode = fields.Selection(
+        [("marketing", "Marketing: skip blocklisted, opted-out and bounced"),
+         ("subscribed", "Subscribers only: the topic lists below"),
+         ("transactional", "Transactional: service messages only")],
+        string="Consent", default="marketing", required=True, tracking=True,
+        help="Marketing emails are never sent to blocklisted addresses, to customers "
+             "opted out of the sequence's topics or to bouncing addresses. "
+             "Transactional sequences (e.g. an order receipt) ignore the blocklist: "
+             "use them only for messages the customer needs.")
+    mailing_list_ids = fields.Many2many(
+        "mailing.list", string="Topics",
+        help="Mailing lists standing for the topics of this sequence: customers "
+             "opted out of any of them receive nothing from it.")
+    # sending
+    email_from = fields.Char(
+        "Send From", compute="_compute_email_from", store=True, readonly=False, precompute=True)
+    reply_to = fields.Char("Reply To")
+    campaign_id = fields.Many2one(
+        "utm.campaign", string="UTM Campaign", ondelete="restrict", copy=False,
+        help="Links in the emails carry this campaign, so that orders can be attributed.")
+    step_ids = fields.One2many("behavioral.sequence.step", "sequence_id", string="Steps", copy=True)
+    # statistics
+    step_count = fields.Integer(compute="_compute_statistics")
+    enrollment_count = fields.Integer(compute="_compute_statistics")
+    running_count = fields.Integer("Running Enrollments", compute="_compute_statistics")
+    trace_count = fields.Integer("Emails", compute="_compute_statistics")
+
+    @api.depends("trigger_type")
+    def _compute_source_model(self):
+        for sequence in self:
+            sequence.source_model = TRIGGER_MODELS.get(sequence.trigger_type)
+
+    @api.depends("trigger_type")
+    def _compute_goal(self):
+        for sequence in self:
+            sequence.goal = "order_confirmed" if sequence.trigger_type == "cart_abandoned" else "none"
+
+    @api.depends("company_id")
+    def _compute_email_from(self):
+        for sequence in self:
+            if not sequence.email_from:
+                company = sequence.company_id or self.env.company
+                sequence.email_from = company.email_formatted or self.env.user.email_formatted
+
+    def _compute_statistics(self):
+        Enrollment = self.env["behavioral.enrollment"]
+        enrollments = dict(Enrollment._read_group(
+            [("sequence_id", "in", self.ids)], ["sequence_id"], ["__count"]))
+        running = dict(Enrollment._read_group(
+            [("sequence_id", "in", self.ids), ("state", "=", "running")], ["sequence_id"], ["__count"]))
+        traces = dict(self.env["behavioral.trace"]._read_group(
+            [("sequence_id", "in", self.ids), ("state", "=", "sent")], ["sequence_id"], ["__count"]))
+        for sequence in self:
+            sequence.step_count = len(sequence.step_ids)
+            sequence.enrollment_count = enrollments.get(sequence, 0)
+            sequence.running_count = running.get(sequence, 0)
+            sequence.trace_count = traces.get(sequence, 0)
+
+    @api.constrains("filter_domain", "partner_domain", "trigger_type")
+    def _check_domains(self):
+        for sequence in self:
+            for fname, model in (("filter_domain", sequence.source_model), ("partner_domain", "res.partner")):
+                try:
+                    domain = literal_eval(sequence[fname] or "[]")
+                    self.env[model].sudo().search_count(domain, limit=1)
+                except Exception as exc:
+                    raise ValidationError(_(
+                        "The %(field)s of sequence %(sequence)s is not a valid domain: %(error)s",
+                        field=self._fields[fname].string, sequence=sequence.name, error=exc)) from exc
+
+    @api.constrains("entry_window_hours", "cart_idle_hours")
+    def _check_windows(self):
+        for sequence in self:
+            if sequence.entry_window_hours <= 0:
+                raise ValidationError(_("The entry window must be at least one hour."))
+            if sequence.cart_idle_hours < 0:
+                raise ValidationError(_("The idle threshold cannot be negative."))
+
+    # ------------------------------------------------------------
+    # ORM
+    # ------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        sequences = super().create(vals_list)
+        for sequence in sequences.filtered(lambda s: not s.campaign_id):
+            sequence.campaign_id = self.env["utm.campaign"].sudo().create({"name": sequence.name})
+        sequences.step_ids._sync_mailing()
+        return sequences
+
+    def write(self, vals):
+        if "trigger_type" in vals and any(
+                s.state == "running" and s.trigger_type != vals["trigger_type"] for s in self):
+            raise UserError(_("Pause the sequence before changing its trigger."))
+        res = super().write(vals)
+        if {"email_from", "reply_to", "campaign_id", "name"} & set(vals):
+            self.step_ids._sync_mailing()
+        return res
+
+    def copy_data(self, default=None):
+        vals_list = super().copy_data(default=default)
+        for sequence, vals in zip(self, vals_list):
+            vals.setdefault("name", _("%s (copy)", sequence.name))
+        return vals_list
+
+    # ------------------------------------------------------------
+    # ACTIONS
+    # ------------------------------------------------------------
+
+    def action_start(self):
+        for sequence in self:
+            if not sequence.step_ids:
+                raise UserError(_(
+                    "Sequence “%(name)s” has no step: add at least one email before starting it.",
+                    name=sequence.name))
+            for step in sequence.step_ids:
+                problem = step._get_content_problem()
+                if problem:
+                    raise UserError(_(
+                        "Sequence “%(name)s” cannot start: step %(step)s %(problem)s",
+                        name=sequence.name, step=step.display_name, problem=problem))
+        self.write({"state": "running"})
+        # Wake the crons now rather than at their next tick: carts may already be idle.
+        self.env.ref("behavioral_email.ir_cron_behavioral_detect").sudo()._trigger()
+        self.env["behavioral.enrollment"]._trigger_advance_cron()
+        return True
+
+    def action_pause(self):
+        self.filtered(lambda s: s.state == "running").write({"state": "paused"})
+        return True
+
+    def action_draft(self):
+        if any(s.running_count for s in self):
+            raise UserError(_("A sequence with running enrollments can only be paused."))
+        self.write({"state": "draft"})
+        return True
+
+    def action_view_enrollments(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
+        action["domain"] = [("sequence_id", "=", self.id)]
+        action["context"] = {"default_sequence_id": self.id}
+        return action
+
+    def action_view_traces(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_trace_action")
+        action["domain"] = [("sequence_id", "=", self.id)]
+        return action
+
+    # ------------------------------------------------------------
+    # TOOLS
+    # ------------------------------------------------------------
+
+    def _get_cart_idle_minutes(self, website):
+        """Idle threshold of this sequence for carts of ``website``, in minutes."""
+        self.ensure_one()
+        hours = self.cart_idle_hours or website.cart_abandoned_delay or 1.0
+        return max(int(round(hours * 60)), 1)
+
+    @api.model
+    def _get_covered_websites(self):
+        """Websites whose carts a running abandoned-cart sequence takes care of."""
+        sequences = self.sudo().search([("state", "=", "running"), ("trigger_type", "=", "cart_abandoned")])
+        if sequences.filtered(lambda s: not s.website_id):
+            return self.env["website"].sudo().search([])
+        return sequences.website_id
+
+    def _get_consent_failures(self, partners):
+        """Which of these partners may not receive this sequence's emails.
+
+        Set-based: a fixed number of queries whatever the number of partners.
+
+        :return dict: {partner id: failure_type} for the refused partners only;
+            failure types follow mailing.trace (mail_bl, mail_optout,
+            mail_bounce, mail_email_missing, mail_email_invalid).
+        """
+        self.ensure_one()
+        failures = {}
+        partners = partners.sudo()
+        partners.fetch(["email", "email_normalized", "message_bounce"])
+        emails = {}
+        for partner in partners:
+            if not partner.email:
+                failures[partner.id] = "mail_email_missing"
+            elif not partner.email_normalized:
+                failures[partner.id] = "mail_email_invalid"
+            else:
+                emails[partner.id] = partner.email_normalized
+        if self.consent_mode == "transactional" or not emails:
+            return failures
+        cr = self.env.cr
+        self.env.flush_all()
+        cr.execute(SQL(
+            "SELECT email FROM mail_blacklist WHERE active AND email IN %s",
+            tuple(set(emails.values()))))
+        blacklisted = {row[0] for row in cr.fetchall()}
+        opted_out = set()
+        subscribed = set()
+        if self.mailing_list_ids:
+            cr.execute(SQL(
+                """SELECT contact.email_normalized, bool_or(sub.opt_out), bool_or(NOT sub.opt_out)
+                     FROM mailing_subscription sub
+                     JOIN mailing_contact contact ON contact.id = sub.contact_id
+                    WHERE sub.list_id IN %s AND contact.email_normalized IN %s
+                    GROUP BY contact.email_normalized""",
+                tuple(self.mailing_list_ids.ids), tuple(set(emails.values()))))
+            for email, any_opt_out, any_subscribed in cr.fetchall():
+                if any_opt_out:
+                    opted_out.add(email)
+                elif any_subscribed:
+                    subscribed.add(email)
+        bounce_limit = int(self.env["ir.config_parameter"].sudo().get_param(
+            "behavioral_email.bounce_limit", 1)) or 1
+        for partner in partners:
+            email = emails.get(partner.id)
+            if not email:
+                continue
+            if email in blacklisted:
+                failures[partner.id] = "mail_bl"
+            elif email in opted_out:
+                failures[partner.id] = "mail_optout"
+            elif self.consent_mode == "subscribed" and email not in subscribed:
+                failures[partner.id] = "mail_optout"
+            elif partner.message_bounce >= bounce_limit:
+                failures[partner.id] = "mail_bounce"
+        return failures
+
+    def _get_reentry_key(self, trigger):
+        self.ensure_one()
+        if self.reentry == "document":
+            return f"doc:{trigger.res_model},{trigger.res_id}"
+        if self.reentry == "partner":
+            return f"partner:{trigger.partner_id.id}"
+        if self.reentry == "not_running":
+            return f"running:{trigger.partner_id.id}"
+        return f"trigger:{trigger.id}"
+
+    def _enroll_triggers(self, triggers, notes):
+        """Enroll the triggers this sequence accepts.
+
+        Every refusal is written in ``notes`` ({trigger id: [message]}).
+        The cost is a fixed number of queries per sequence and batch.
+        """
+        self.ensure_one()
+        now = fields.Datetime.now()
+        first_step = self.step_ids.sorted()[:1]
+        Enrollment = self.env["behavioral.enrollment"].sudo()
+
+        def refuse(trigger, reason):
+            notes[trigger.id].append(f"{self.name}: {reason}")
+
+        accepted = self.env["behavioral.trigger"]
+        oldest = now - timedelta(hours=self.entry_window_hours)
+        for trigger in triggers:
+            payload = trigger.payload or {}
+            if not first_step:
+                refuse(trigger, _("the sequence has no step"))
+            elif self.company_id and trigger.company_id and trigger.company_id != self.company_id:
+                continue
+            elif trigger.occurred_at < oldest:
+                refuse(trigger, _("older than the entry window"))
+            elif not trigger.partner_id:
+                refuse(trigger, _("no customer"))
+            elif self.website_id and payload.get("website_id") and payload["website_id"] != self.website_id.id:
+                continue
+            elif (self.trigger_type == "cart_abandoned"
+                  and payload.get("idle_minutes") != self._get_cart_idle_minutes(
+                      self.env["website"].browse(payload.get("website_id")))):
+                # detected for another sequence's threshold
+                continue
+            else:
+                accepted |= trigger
+        if not accepted:
+            return Enrollment
+
+        # source documents: still there, and matching the filter
+        model = self.source_model
+        res_ids = set(accepted.mapped("res_id"))
+        domain = expression.AND([literal_eval(self.filter_domain or "[]"), [("id", "in", list(res_ids))]])
+        matching = set(self.env[model].sudo().with_context(active_test=False).search(domain).ids)
+        # customers: matching the filter, not internal users
+        partners = accepted.partner_id
+        pdomain = expression.AND([
+            literal_eval(self.partner_domain or "[]"),
+            [("id", "in", partners.ids)],
+        ])
+        matching_partners = self.env["res.partner"].sudo().search(pdomain)
+        internal = partners.sudo().user_ids.filtered(lambda u: not u.share).partner_id
+        consent = self._get_consent_failures(matching_partners - internal)
+        failure_labels = dict(self.env["behavioral.trace"]._fields["failure_type"]._description_selection(self.env))
+
+        candidates = self.env["behavioral.trigger"]
+        for trigger in accepted:
+            if trigger.res_id not in matching:
+                refuse(trigger, _("the source document is gone or does not match the filter"))
+            elif trigger.partner_id in internal:
+                refuse(trigger, _("the customer is an internal user"))
+            elif trigger.partner_id not in matching_partners:
+                refuse(trigger, _("the customer does not match the filter"))
+            else:
+                candidates |= trigger
+
+        # goal already met (e.g. the cart was ordered meanwhile)
+        if self.goal != "none" and candidates:
+            reached = Enrollment._get_goal_reached([
+                (trigger.id, trigger.partner_id.id, trigger._get_order_id(), trigger._get_goal_since())
+                for trigger in candidates
+            ])
+            for trigger in candidates.filtered(lambda t: t.id in reached):
+                refuse(trigger, _("goal already reached"))
+            candidates = candidates.filtered(lambda t: t.id not in reached)
+
+        # re-entry rule, against existing enrollments and within the batch
+        keys = {trigger.id: self._get_reentry_key(trigger) for trigger in candidates}
+        refused_vals = []
+        existing = set(Enrollment.search([
+            ("sequence_id", "=", self.id), ("dedupe_key", "in", list(keys.values())),
+        ]).mapped("dedupe_key"))
+        vals_list = []
+        for trigger in candidates:
+            key = keys[trigger.id]
+            if key in existing:
+                refuse(trigger, _("already enrolled (re-entry rule)"))
+                continue
+            existing.add(key)
+            failure = consent.get(trigger.partner_id.id)
+            if failure:
+                # Kept as an exited enrollment with a canceled trace, so that
+                # the refusal and its reason show in the sequence's results.
+                refuse(trigger, _("no consent (%s)", failure_labels.get(failure)))
+                refused_vals.append({
+                    "sequence_id": self.id,
+                    "trigger_id": trigger.id,
+                    "partner_id": trigger.partner_id.id,
+                    "res_model": trigger.res_model,
+                    "res_id": trigger.res_id,
+                    "order_id": trigger._get_order_id(),
+                    "state": "exited",
+                    "exit_reason": CONSENT_EXITS.get(failure, "no_email"),
+                    "goal_since": trigger._get_goal_since(),
+                    "dedupe_key": False if key.startswith("running:") else key,
+                    "company_id": (self.company_id or trigger.company_id).id,
+                    "_failure": failure,
+                })
+                continue
+            vals_list.append({
+                "sequence_id": self.id,
+                "trigger_id": trigger.id,
+                "partner_id": trigger.partner_id.id,
+                "res_model": trigger.res_model,
+                "res_id": trigger.res_id,
+                "order_id": trigger._get_order_id(),
+                "step_id": first_step.id,
+                "next_due": trigger.occurred_at + first_step._get_delay(),
+                "goal_since": trigger._get_goal_since(),
+                "dedupe_key": key,
+                "company_id": (self.company_id or trigger.company_id).id,
+            })
+        enrollments = self._create_enrollments(vals_list, notes)
+        failures = [vals.pop("_failure") for vals in refused_vals]
+        refused = self._create_enrollments(refused_vals, notes)
+        failure_by_trigger = dict(zip([vals["trigger_id"] for vals in refused_vals], failures))
+        self.env["behavioral.trace"].sudo().create([{
+            "enrollment_id": enrollment.id,
+            "step_id": first_step.id,
+            "state": "canceled",
+            "failure_type": failure_by_trigger[enrollment.trigger_id.id],
+            "state_msg": failure_labels.get(failure_by_trigger[enrollment.trigger_id.id]),
+            "executed_at": now,
+        } for enrollment in refused])
+        return enrollments
+
+    def _create_enrollments(self, vals_list, notes):
+        """Create enrollments; a row refused by the database (a concurrent
+        worker enrolled the same key) is noted and skipped, not fatal."""
+        Enrollment = self.env["behavioral.enrollment"].sudo()
+        if not vals_list:
+            return Enrollment
+        try:
+            with self.env.cr.savepoint():
+                return Enrollment.create(vals_list)
+        except IntegrityError:
+            _logger.info("behavioral_email: concurrent enrollment detected, retrying one by one")
+        created = Enrollment
+        for vals in vals_list:
+            try:
+                with self.env.cr.savepoint():
+                    created |= Enrollment.create(vals)
+            except IntegrityError:
+                notes[vals["trigger_id"]].append(
+                    f"{self.name}: " + _("already enrolled (re-entry rule)"))
+        return created

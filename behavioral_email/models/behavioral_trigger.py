@@ -1,0 +1,327 @@
+import json
+import logging
+import threading
+from datetime import timedelta
+
+from psycopg2.extras import Json
+
+from odoo import _, api, fields, models
+from odoo.tools import SQL
+
+_logger = logging.getLogger(__name__)
+
+TRIGGER_TYPES = [
+    ("cart_abandoned", "Cart abandoned"),
+    ("order_confirmed", "Order confirmed"),
+    ("partner_created", "New contact"),
+]
+
+# Model of the source document for each trigger type.
+TRIGGER_MODELS = {
+    "cart_abandoned": "sale.order",
+    "order_confirmed": "sale.order",
+    "partner_created": "res.partner",
+}
+
+
+class BehavioralTrigger(models.Model):
+    """A captured signal: something a customer did, or stopped doing.
+
+    Rows are written by capture hooks (in the customer's own transaction) and
+    by detection crons (absences such as an idle cart). Each row carries a
+    ``dedupe_key`` made unique by the database, so that a capture repeated or
+    a detection run twice adds nothing.
+
+    States (``state``):
+
+    * ``new``: captured, not yet evaluated; set at insert
+      (:meth:`_insert_triggers`).
+    * ``done``: evaluated against every running sequence by
+      :meth:`_cron_enroll` (``enrollment_count`` says how many followed;
+      ``state_msg`` says why a sequence refused it).
+    * ``error``: evaluation crashed; ``state_msg`` holds the error. Set by
+      :meth:`_cron_enroll`, one trigger at a time, the batch goes on.
+    """
+
+    _name = "behavioral.trigger"
+    _description = "Behavioral Trigger"
+    _order = "occurred_at desc, id desc"
+    _rec_name = "trigger_type"
+
+    trigger_type = fields.Selection(TRIGGER_TYPES, required=True, index=True, readonly=True)
+    partner_id = fields.Many2one(
+        "res.partner", string="Customer", index=True, ondelete="cascade", readonly=True)
+    res_model = fields.Char("Source Model", required=True, readonly=True)
+    res_id = fields.Many2oneReference("Source ID", model_field="res_model", readonly=True)
+    occurred_at = fields.Datetime(
+        "Occurred On", required=True, index=True, readonly=True,
+        help="When the signal happened. For an abandoned cart: when it became "
+             "abandoned (last change plus the idle threshold).")
+    payload = fields.Json(readonly=True)
+    payload_display = fields.Text("Payload (JSON)", compute="_compute_payload_display")
+    dedupe_key = fields.Char(required=True, readonly=True, copy=False)
+    state = fields.Selection(
+        [("new", "New"), ("done", "Processed"), ("error", "Error")],
+        default="new", required=True, index=True, readonly=True)
+    state_msg = fields.Text("Processing Notes", readonly=True)
+    company_id = fields.Many2one("res.company", index=True, readonly=True)
+    enrollment_ids = fields.One2many("behavioral.enrollment", "trigger_id", readonly=True)
+    enrollment_count = fields.Integer(compute="_compute_enrollment_count")
+
+    _sql_constraints = [
+        ("dedupe_key_unique", "UNIQUE(dedupe_key)",
+         "A trigger with the same key was already captured."),
+    ]
+
+    def init(self):
+        # The enrollment cron reads new triggers in id order: keep that cheap
+        # however large the history grows.
+        self.env.cr.execute(SQL(
+            "CREATE INDEX IF NOT EXISTS behavioral_trigger_new_idx "
+            "ON behavioral_trigger (id) WHERE state = 'new'"))
+
+    @api.depends("payload")
+    def _compute_payload_display(self):
+        for trigger in self:
+            trigger.payload_display = json.dumps(trigger.payload or {}, indent=2, sort_keys=True)
+
+    def _compute_enrollment_count(self):
+        counts = dict(self.env["behavioral.enrollment"]._read_group(
+            [("trigger_id", "in", self.ids)], ["trigger_id"], ["__count"]))
+        for trigger in self:
+            trigger.enrollment_count = counts.get(trigger, 0)
+
+    @api.depends("trigger_type", "res_model", "res_id")
+    def _compute_display_name(self):
+        labels = dict(self._fields["trigger_type"]._description_selection(self.env))
+        for trigger in self:
+            trigger.display_name = f"{labels.get(trigger.trigger_type, '')} ({trigger.res_model},{trigger.res_id})"
+
+    # ------------------------------------------------------------
+    # CAPTURE
+    # ------------------------------------------------------------
+
+    @api.model
+    def _insert_triggers(self, vals_list):
+        """Insert trigger rows, silently skipping those whose key exists.
+
+        Used by capture hooks: one statement, no ORM overhead, and no error
+        when the same signal is captured twice.
+
+        :param list vals_list: dicts with trigger_type, partner_id, res_model,
+            res_id, occurred_at, dedupe_key and optionally payload, company_id
+        :return: ids of the rows actually inserted
+        """
+        if not vals_list:
+            return []
+        now = fields.Datetime.now()
+        uid = self.env.uid
+        rows = [SQL(
+            "(%s, %s, %s, %s, %s, %s, %s, 'new', %s, %s, %s, %s, %s)",
+            vals["trigger_type"], vals.get("partner_id") or None, vals["res_model"], vals["res_id"],
+            vals["occurred_at"], Json(vals.get("payload") or {}), vals["dedupe_key"],
+            vals.get("company_id") or None, uid, now, uid, now,
+        ) for vals in vals_list]
+        self.env.cr.execute(SQL(
+            """INSERT INTO behavioral_trigger
+                   (trigger_type, partner_id, res_model, res_id, occurred_at, payload,
+                    dedupe_key, state, company_id, create_uid, create_date, write_uid, write_date)
+               VALUES %s
+               ON CONFLICT (dedupe_key) DO NOTHING
+               RETURNING id""",
+            SQL(", ").join(rows),
+        ))
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        if ids:
+            self._trigger_enroll_cron()
+        return ids
+
+    @api.model
+    def _trigger_enroll_cron(self, at=None):
+        cron = self.env.ref("behavioral_email.ir_cron_behavioral_enroll", raise_if_not_found=False)
+        if cron:
+            cron.sudo()._trigger(at=at)
+
+    # ------------------------------------------------------------
+    # DETECTION
+    # ------------------------------------------------------------
+
+    @api.model
+    def _cron_detect(self):
+        """Detect absences in bulk and record them as triggers.
+
+        For now: carts left idle past the threshold of a running abandoned-cart
+        sequence. One set-based INSERT ... SELECT per (website, threshold);
+        reruns add nothing thanks to the unique ``dedupe_key``.
+        """
+        created = self._detect_abandoned_carts()
+        _logger.info("behavioral_email: %s abandoned cart trigger(s) detected", len(created))
+        return created
+
+    @api.model
+    def _detect_abandoned_carts(self, now=None):
+        now = now or fields.Datetime.now()
+        sequences = self.env["behavioral.sequence"].sudo().search([
+            ("state", "=", "running"), ("trigger_type", "=", "cart_abandoned"),
+        ])
+        if not sequences:
+            return []
+        websites = self.env["website"].sudo().search([])
+        # (website, idle minutes) -> the longest entry window that needs it
+        windows = {}
+        for sequence in sequences:
+            for website in (sequence.website_id or websites):
+                key = (website, sequence._get_cart_idle_minutes(website))
+                windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        created = []
+        for (website, idle_minutes), window_hours in windows.items():
+            idle_limit = now - timedelta(minutes=idle_minutes)
+            oldest = idle_limit - timedelta(hours=window_hours)
+            self.env.flush_all()
+            self.env.cr.execute(SQL(
+                """
+                INSERT INTO behavioral_trigger
+                    (trigger_type, partner_id, res_model, res_id, occurred_at, payload,
+                     dedupe_key, state, company_id, create_uid, create_date, write_uid, write_date)
+                SELECT 'cart_abandoned', so.partner_id, 'sale.order', so.id,
+                       so.behavioral_cart_activity + make_interval(mins => %(idle)s),
+                       jsonb_build_object(
+                           'website_id', so.website_id,
+                           'idle_minutes', %(idle)s,
+                           'last_activity', so.behavioral_cart_activity,
+                           'amount_total', so.amount_total),
+                       'cart_abandoned:' || so.id || ':'
+                           || to_char(so.behavioral_cart_activity, 'YYYYMMDDHH24MISSUS')
+                           || ':' || %(idle)s,
+                       'new', so.company_id, %(uid)s, %(now)s, %(uid)s, %(now)s
+                  FROM sale_order so
+                  JOIN res_partner partner ON partner.id = so.partner_id
+                 WHERE so.website_id = %(website)s
+                   AND so.state = 'draft'
+                   AND so.behavioral_cart_activity IS NOT NULL
+                   AND so.behavioral_cart_activity <= %(idle_limit)s
+                   AND so.behavioral_cart_activity > %(oldest)s
+                   AND COALESCE(partner.email, '') != ''
+                   AND NOT EXISTS (
+                       SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
+                        WHERE u.partner_id = so.partner_id)
+                   AND EXISTS (SELECT 1 FROM sale_order_line line WHERE line.order_id = so.id)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM sale_order later
+                        WHERE later.partner_id = so.partner_id
+                          AND later.state = 'sale'
+                          AND later.date_order >= so.behavioral_cart_activity)
+                ON CONFLICT (dedupe_key) DO NOTHING
+                RETURNING id
+                """,
+                idle=idle_minutes, uid=self.env.uid, now=now, website=website.id,
+                idle_limit=idle_limit, oldest=oldest,
+            ))
+            created += [row[0] for row in self.env.cr.fetchall()]
+        if created:
+            self._trigger_enroll_cron()
+        return created
+
+    # ------------------------------------------------------------
+    # ENROLLMENT
+    # ------------------------------------------------------------
+
+    def _mark_done(self, notes):
+        """Close these triggers in one statement, each with its own notes."""
+        if not self:
+            return
+        self.env.flush_all()
+        rows = SQL(", ").join(
+            SQL("(%s, %s)", trigger_id, "\n".join(msgs) or None)
+            for trigger_id, msgs in notes.items()
+        )
+        self.env.cr.execute(SQL(
+            """UPDATE behavioral_trigger t
+                  SET state = 'done', state_msg = v.msg, write_date = %s, write_uid = %s
+                 FROM (VALUES %s) AS v(id, msg)
+                WHERE t.id = v.id""",
+            fields.Datetime.now(), self.env.uid, rows))
+        self.invalidate_recordset(["state", "state_msg", "write_date", "write_uid"])
+
+    @api.model
+    def _cron_enroll(self):
+        """Evaluate new triggers against the running sequences, in batches.
+
+        Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so that several cron
+        workers share the queue without evaluating a trigger twice.
+        """
+        batch_size = int(self.env["ir.config_parameter"].sudo().get_param(
+            "behavioral_email.enroll_batch_size", 500)) or 500
+        done = 0
+        while True:
+            self.env.flush_all()
+            self.env.cr.execute(SQL(
+                """SELECT id FROM behavioral_trigger
+                    WHERE state = 'new' ORDER BY id LIMIT %s
+                    FOR UPDATE SKIP LOCKED""", batch_size))
+            ids = [row[0] for row in self.env.cr.fetchall()]
+            if not ids:
+                break
+            self.browse(ids)._enroll()
+            done += len(ids)
+            self.env.cr.execute(SQL("SELECT count(*) FROM behavioral_trigger WHERE state = 'new'"))
+            remaining = self.env.cr.fetchone()[0]
+            self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+            if self._can_commit():
+                # One batch is one unit of work: commit it so that a crash
+                # later on never re-evaluates (and re-enrolls) these triggers.
+                self.env.cr.commit()
+            self.env.invalidate_all()
+            if len(ids) < batch_size:
+                break
+        return done
+
+    @api.model
+    def _can_commit(self):
+        return not getattr(threading.current_thread(), "testing", False)
+
+    def _enroll(self):
+        """Evaluate these triggers against every running sequence."""
+        notes = {trigger.id: [] for trigger in self}
+        sequences = self.env["behavioral.sequence"].sudo().search([("state", "=", "running")])
+        enrollments = self.env["behavioral.enrollment"]
+        # Goal-type triggers end the enrollments they complete, before any new
+        # enrollment is considered.
+        self.env["behavioral.enrollment"]._exit_on_goal_triggers(self)
+        for sequence in sequences:
+            candidates = self.filtered(lambda t, s=sequence: t.trigger_type == s.trigger_type)
+            if not candidates:
+                continue
+            try:
+                with self.env.cr.savepoint():
+                    enrollments |= sequence._enroll_triggers(candidates, notes)
+            except Exception as exc:  # noqa: BLE001 - one sequence must not block the others
+                _logger.exception("behavioral_email: enrollment failed for sequence %s", sequence.id)
+                for trigger in candidates:
+                    notes[trigger.id].append(_("%(sequence)s: error: %(error)s",
+                                               sequence=sequence.name, error=exc))
+        self._mark_done(notes)
+        enrollments._schedule_advance()
+        return enrollments
+
+    # ------------------------------------------------------------
+    # TOOLS
+    # ------------------------------------------------------------
+
+    def _get_order_id(self):
+        """The sale.order this trigger is about, if any (id, or False)."""
+        self.ensure_one()
+        return self.res_id if self.res_model == "sale.order" else False
+
+    def _get_goal_since(self):
+        """Orders confirmed from this moment on count as reaching the goal.
+
+        For a cart it is its last change: an order placed after the customer
+        left the cart completes it, even one placed before the cart was
+        detected as abandoned.
+        """
+        self.ensure_one()
+        last_activity = (self.payload or {}).get("last_activity")
+        if last_activity:
+            return fields.Datetime.to_datetime(last_activity[:19].replace("T", " "))
+        return self.occurred_at

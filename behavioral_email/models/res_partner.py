@@ -1,0 +1,66 @@
+import logging
+
+from odoo import api, fields, models
+
+_logger = logging.getLogger(__name__)
+
+
+class ResPartner(models.Model):
+    _inherit = "res.partner"
+
+    behavioral_enrollment_ids = fields.One2many(
+        "behavioral.enrollment", "partner_id", string="Email Sequences", readonly=True)
+    behavioral_enrollment_count = fields.Integer(
+        "Sequences", compute="_compute_behavioral_enrollment_count",
+        groups="behavioral_email.group_behavioral_user")
+
+    def _compute_behavioral_enrollment_count(self):
+        counts = dict(self.env["behavioral.enrollment"].sudo()._read_group(
+            [("partner_id", "in", self.ids)], ["partner_id"], ["__count"]))
+        for partner in self:
+            partner.behavioral_enrollment_count = counts.get(partner, 0)
+
+    def action_view_behavioral_enrollments(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
+        action["domain"] = [("partner_id", "=", self.id)]
+        action["context"] = {}
+        return action
+
+    # ------------------------------------------------------------
+    # CAPTURE
+    # ------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        partners = super().create(vals_list)
+        partners.filtered("email")._behavioral_capture_created()
+        return partners
+
+    def write(self, vals):
+        res = super().write(vals)
+        if vals.get("email"):
+            # a contact known before without an address becomes reachable:
+            # same signal as a new contact (the key keeps it to once)
+            self._behavioral_capture_created()
+        return res
+
+    def _behavioral_capture_created(self):
+        if not self or self.env.context.get("behavioral_no_capture"):
+            return
+        try:
+            now = fields.Datetime.now()
+            vals_list = [{
+                "trigger_type": "partner_created",
+                "partner_id": partner.id,
+                "res_model": "res.partner",
+                "res_id": partner.id,
+                "occurred_at": now,
+                "dedupe_key": f"partner_created:{partner.id}",
+                "company_id": partner.company_id.id,
+                "payload": {},
+            } for partner in self if partner.email and not partner.is_public]
+            with self.env.cr.savepoint(flush=False):
+                self.env["behavioral.trigger"].sudo()._insert_triggers(vals_list)
+        except Exception:  # noqa: BLE001 - capture must never break the write
+            _logger.exception("behavioral_email: could not capture new contacts %s", self.ids)
