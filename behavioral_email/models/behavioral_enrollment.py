@@ -17,6 +17,15 @@ EXIT_REASONS = [
     ("manual", "Stopped by a user"),
 ]
 
+# a trace reused on retry forgets what the failed run left
+TRACE_DEFAULTS = {
+    "failure_type": False,
+    "state_msg": False,
+    "mail_mail_id": False,
+    "mail_mail_id_int": 0,
+    "mailing_trace_id": False,
+}
+
 # failure type of a canceled trace -> exit reason of its enrollment
 CONSENT_EXITS = {
     "mail_bl": "blacklisted",
@@ -253,7 +262,7 @@ class BehavioralEnrollment(models.Model):
         previous_map = {(t.enrollment_id.id, t.step_id.id): t for t in previous}
         create_vals = []
         for enrollment in enrollments:
-            vals = dict(outcomes[enrollment.id], executed_at=now)
+            vals = dict(TRACE_DEFAULTS, **outcomes[enrollment.id], executed_at=now)
             trace = previous_map.get((enrollment.id, enrollment.step_id.id))
             if trace:
                 trace.write(vals)

@@ -256,7 +256,7 @@ class BehavioralSequenceStep(models.Model):
             values = rendered[enrollment.id]
             body = bodies[enrollment.id]
             if not transactional and "/unsubscribe_from_list" not in body:
-                body = tools.append_content_to_html(body, self._get_unsubscribe_footer(base_url), plaintext=False)
+                body = tools.mail.append_content_to_html(body, self._get_unsubscribe_footer(base_url), plaintext=False)
             body = mailing._prepend_preview(Markup(body), values.get("preview") or "")
             body = self.env["ir.qweb"]._render(
                 "mass_mailing.mass_mailing_mail_layout",
@@ -326,8 +326,16 @@ class BehavioralSequenceStep(models.Model):
             except Exception as exc:  # noqa: BLE001 - recorded on the trace
                 _logger.warning("behavioral_email: step %s does not render for enrollment %s: %s",
                                 self.id, enrollment_id, exc)
-                errors[enrollment_id] = _("The email could not be rendered: %s", exc)
+                errors[enrollment_id] = _("The email could not be rendered: %s", self._describe_error(exc))
         return rendered, errors
+
+    @api.model
+    def _describe_error(self, exc):
+        """The root cause of a rendering error, in one line."""
+        root = exc
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        return f"{type(root).__name__}: {root}".splitlines()[0][:500]
 
     @api.model
     def _render_ids(self, mailing, res_ids):
