@@ -9,7 +9,7 @@ from odoo import _, api, fields, models, tools
 from odoo.addons.link_tracker.tools.html import find_links_with_urls_and_labels
 from odoo.exceptions import ValidationError
 from odoo.osv import expression
-from odoo.tools import is_html_empty
+from odoo.tools import SQL, is_html_empty
 from odoo.tools.mail import URL_SKIP_PROTOCOL_REGEX
 from odoo.tools.misc import file_open
 
@@ -377,12 +377,27 @@ class BehavioralSequenceStep(models.Model):
         if not all_vals:
             return dict(bodies)
         trackers = self.env["link.tracker"].sudo().search_or_create(all_vals)
+        short_urls = self._get_short_urls(trackers)
         result = dict(bodies)
         for res_id, (root, nodes, start) in parsed.items():
             for node, tracker in zip(nodes, trackers[start:start + len(nodes)]):
-                node.set("href", tracker.short_url)
+                node.set("href", short_urls[tracker.id])
             result[res_id] = Markup(lxml.html.tostring(root, encoding="unicode", method="xml"))
         return result
+
+    @api.model
+    def _get_short_urls(self, trackers):
+        """{tracker id: short url}, read in one query (link.tracker computes
+        each code with a query of its own)."""
+        if not trackers:
+            return {}
+        self.env["link.tracker.code"].flush_model(["link_id", "code"])
+        self.env.cr.execute(SQL(
+            """SELECT DISTINCT ON (link_id) link_id, code FROM link_tracker_code
+                WHERE link_id IN %s ORDER BY link_id, id DESC""", tuple(set(trackers.ids))))
+        codes = dict(self.env.cr.fetchall())
+        prefix = trackers[:1].short_url_host
+        return {tracker_id: prefix + code for tracker_id, code in codes.items()}
 
     @api.model
     def _get_unsubscribe_footer(self, base_url):
