@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 echo "== installing behavioral_email in a fresh database '$DB'"
 "$PYTHON" -m odoo -d "$DB" --addons-path="$ADDONS_PATH" -i behavioral_email \
-    --without-demo=all --stop-after-init --log-level=warn --http-port=0 \
+    --without-demo=all --stop-after-init --log-level=warn --log-handler=py.warnings:ERROR --http-port=0 \
     2>&1 | grep -v "Running as user 'root'" || true
 # the install must have succeeded: the module is installed
 STATE="$(psql -d "$DB" -tAc "SELECT state FROM ir_module_module WHERE name = 'behavioral_email'" 2>/dev/null || true)"
