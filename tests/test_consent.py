@@ -1,5 +1,8 @@
 from datetime import timedelta
 
+from odoo.exceptions import AccessError
+from odoo.tests.common import users
+
 from .common import NOW, BehavioralCommon
 
 
@@ -123,3 +126,10 @@ class TestConsent(BehavioralCommon):
             self.run_crons(NOW + timedelta(minutes=1))
         mail = self.assertQueued(self.carol, sequence=self.order_sequence)
         self.assertIn(order.name, mail.subject)
+
+    @users("marketer")
+    def test_only_administrators_go_transactional(self):
+        sequence = self.env["behavioral.sequence"].create({"name": "Receipts", "trigger_type": "order_confirmed"})
+        with self.assertRaises(AccessError):
+            sequence.consent_mode = "transactional"
+        self.assertEqual(sequence.consent_mode, "marketing")

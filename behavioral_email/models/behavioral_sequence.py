@@ -5,7 +5,7 @@ from datetime import timedelta
 from psycopg2 import IntegrityError
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
 
@@ -156,12 +156,27 @@ class BehavioralSequence(models.Model):
             if sequence.cart_idle_hours < 0:
                 raise ValidationError(_("The idle threshold cannot be negative."))
 
+    @api.constrains("consent_mode", "mailing_list_ids")
+    def _check_consent_mode(self):
+        for sequence in self:
+            if sequence.consent_mode == "subscribed" and not sequence.mailing_list_ids:
+                raise ValidationError(_(
+                    "Sequence %(name)s sends to subscribers only: choose the topic lists they subscribe to.",
+                    name=sequence.name))
+
     # ------------------------------------------------------------
     # ORM
     # ------------------------------------------------------------
 
+    def _check_transactional_right(self, vals_list):
+        """Only administrators may bypass marketing consent."""
+        if any(vals.get("consent_mode") == "transactional" for vals in vals_list) \
+                and not self.env.su and not self.env.user.has_group("behavioral_email.group_behavioral_manager"):
+            raise AccessError(_("Only Behavioral Email administrators can make a sequence transactional."))
+
     @api.model_create_multi
     def create(self, vals_list):
+        self._check_transactional_right(vals_list)
         sequences = super().create(vals_list)
         for sequence in sequences.filtered(lambda s: not s.campaign_id):
             sequence.campaign_id = self.env["utm.campaign"].sudo().create({"name": sequence.name})
@@ -169,6 +184,7 @@ class BehavioralSequence(models.Model):
         return sequences
 
     def write(self, vals):
+        self._check_transactional_right([vals])
         if "trigger_type" in vals and any(
                 s.state == "running" and s.trigger_type != vals["trigger_type"] for s in self):
             raise UserError(_("Pause the sequence before changing its trigger."))

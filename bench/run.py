@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Benchmarks of behavioral_email, each against Odoo's own path.
+
+    python3 bench/run.py [--db NAME] [--sizes 100,500] [--repeat 3]
+                         [--scale-carts 50] [--extra-partners 20000]
+                         [--bench send,scale] [--recreate]
+
+A "send"   N enrollments due on the first email of the abandoned-cart
+           sequence, advanced by ``behavioral.enrollment._cron_advance``,
+           against the same email sent by mass_mailing
+           (``mailing.mailing.action_send_mail(res_ids=...)``, the composer
+           path its queue cron runs) to the same N customers, and, for
+           reference, rendered against the same N carts.
+B "scale"  ``_cron_detect`` + ``_cron_enroll`` + ``_cron_advance`` for a few
+           new carts with the partner table at its base size, then again
+           for other new carts once ``--extra-partners`` customers (with
+           their capture history and a share of blocklisted addresses) were
+           added.
+
+Speed and memory are reported as RATIOS against the other path, measured
+on the same machine in the same run; nothing here asserts a duration.
+
+Everything happens in one cursor that is rolled back at the end: the
+database is left exactly as it was. Each measured run starts from a
+savepoint and is rolled back too, so that every repetition and every path
+starts from the same state. Mails are only queued (``mail.mail`` rows),
+never sent: no SMTP server is involved and nothing in Odoo is patched.
+"""
+import argparse
+import contextlib
+import gc
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import lxml.html
+import psycopg2
+from freezegun import freeze_time
+
+import odoo
+import odoo.release
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import Registry
+from odoo.tools import SQL
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = "behavioral_email"
+DEFAULT_DB = "behavioral_email_bench"
+# every customer made here has an address in this domain: the final check
+# looks for them to prove that nothing was committed
+EMAIL_DOMAIN = "bench.example.com"
+# The cart sequence treats carts idle for IDLE_HOURS as abandoned; the carts
+# are last changed CART_AGE before the real clock, so that they are due by
+# the time the (unfrozen, timed) advancing cron runs.
+IDLE_HOURS = 1.0
+CART_AGE = timedelta(hours=2)
+CART_LINES = (("Terracotta Pot", 12.5, 2), ("Olive Tree", 80.0, 1))
+# creating bench data: no chatter, no tracking, no capture
+QUIET = {
+    "tracking_disable": True,
+    "mail_create_nolog": True,
+    "mail_create_nosubscribe": True,
+    "mail_notrack": True,
+}
+WARMUP_SIZE = 5
+
+_logger = logging.getLogger("bench")
+
+
+# ----------------------------------------------------------------------
+# database
+# ----------------------------------------------------------------------
+
+def odoo_addons_path():
+    return ",".join([os.path.join(os.path.dirname(odoo.__file__), "addons"), str(ROOT)])
+
+
+def module_state(db):
+    """State of behavioral_email in ``db``, or None when there is no such database."""
+    with contextlib.closing(psycopg2.connect(dbname="postgres")) as conn, conn.cursor() as cr:
+        cr.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+        if not cr.fetchone():
+            return None
+    with contextlib.closing(psycopg2.connect(dbname=db)) as conn, conn.cursor() as cr:
+        cr.execute("SELECT to_regclass('ir_module_module') IS NOT NULL")
+        if not cr.fetchone()[0]:
+            return "no Odoo database"
+        cr.execute("SELECT state FROM ir_module_module WHERE name = %s", (MODULE,))
+        row = cr.fetchone()
+        return row[0] if row else "unknown"
+
+
+def ensure_database(db, addons_path, recreate=False):
+    if recreate and module_state(db) is not None:
+        print(f"== dropping database {db}")
+        subprocess.run(["dropdb", "--if-exists", db], check=True)
+    state = module_state(db)
+    if state is None:
+        print(f"== creating database {db} with {MODULE} (no demo data); takes a minute")
+        subprocess.run([
+            sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path}",
+            "-i", MODULE, "--without-demo=all", "--stop-after-init",
+            "--log-level=warn", "--http-port=0",
+        ], check=True)
+        state = module_state(db)
+    if state != "installed":
+        sys.exit(f"{MODULE} is not installed in database {db} (state: {state}); "
+                 f"use --recreate or another --db")
+
+
+def bench_rows_left(db):
+    """Customers made by the benchmark that are visible from another connection."""
+    with contextlib.closing(psycopg2.connect(dbname=db)) as conn, conn.cursor() as cr:
+        cr.execute("SELECT count(*) FROM res_partner WHERE email LIKE %s", (f"%@{EMAIL_DOMAIN}",))
+        return cr.fetchone()[0]
+
+
+# ----------------------------------------------------------------------
+# measuring
+# ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def rolled_back(env):
+    """Whatever happens inside is undone (savepoint), caches included."""
+    savepoint = env.cr.savepoint()  # flushes first
+    try:
+        yield
+    finally:
+        savepoint.close(rollback=True)
+        env.invalidate_all()
+
+
+def _new_mails(cr, after_id):
+    cr.execute(SQL(
+        "SELECT count(*), COALESCE(avg(length(body_html)), 0) FROM mail_mail WHERE id > %s",
+        after_id))
+    return cr.fetchone()
+
+
+def _last_id(cr, table):
+    cr.execute(SQL("SELECT COALESCE(max(id), 0) FROM %s", SQL.identifier(table)))
+    return cr.fetchone()[0]
+
+
+def run_once(env, phases, trace=False):
+    """Run the phases once from the current state and roll them back.
+
+    Pending writes are flushed and every cache is invalidated before, the
+    phases' own writes are flushed (precommit hooks included) inside the
+    measure.
+
+    :param phases: [(name, callable)]
+    :return dict: phases {name: (seconds, queries)}, peak (bytes, traced
+        runs only), mails (mail.mail created), body (average length)
+    """
+    cr = env.cr
+    result = {"phases": {}, "peak": None}
+    with rolled_back(env):
+        env.invalidate_all()
+        last_mail = _last_id(cr, "mail_mail")
+        gc.collect()
+        if trace:
+            tracemalloc.start()
+        try:
+            for name, func in phases:
+                queries = cr.sql_log_count
+                start = time.perf_counter()
+                func()
+                cr.flush()
+                result["phases"][name] = (time.perf_counter() - start, cr.sql_log_count - queries)
+            if trace:
+                result["peak"] = tracemalloc.get_traced_memory()[1]
+        finally:
+            if trace:
+                tracemalloc.stop()
+        result["mails"], result["body"] = _new_mails(cr, last_mail)
+    return result
+
+
+def measure(env, phases, repeat, memory=True):
+    """``repeat`` runs for time and queries (median time), then one run
+    under tracemalloc for the peak memory (tracing slows Python down, so it
+    is kept apart from the timed runs)."""
+    runs = [run_once(env, phases) for _ in range(repeat)]
+    traced = run_once(env, phases, trace=True) if memory else None
+    names = [name for name, _func in phases]
+    result = {
+        "phases": {
+            name: (statistics.median(run["phases"][name][0] for run in runs), runs[0]["phases"][name][1])
+            for name in names
+        },
+        "mails": runs[0]["mails"],
+        "body": runs[0]["body"],
+        "peak": traced and traced["peak"],
+    }
+    result["time"] = sum(t for t, _q in result["phases"].values())
+    result["queries"] = sum(q for _t, q in result["phases"].values())
+    if len({tuple(q for _t, q in run["phases"].values()) for run in runs}) > 1:
+        _logger.warning("query counts differ between repetitions: %s",
+                        [[q for _t, q in run["phases"].values()] for run in runs])
+    if any(run["mails"] != result["mails"] for run in runs + ([traced] if traced else [])):
+        _logger.warning("mail counts differ between repetitions")
+    return result
+
+
+# ----------------------------------------------------------------------
+# the shop
+# ----------------------------------------------------------------------
+
+class Shop:
+    """A website, two products and the shipped abandoned-cart sequence,
+    running alone: other sequences paused, queues emptied."""
+
+    def __init__(self, env):
+        self.env = env
+        self.website = env["website"].search([], order="id", limit=1)
+        self.products = env["product.product"].with_context(**QUIET).create([{
+            "name": name, "list_price": price, "sale_ok": True, "is_published": True,
+            "type": "consu", "taxes_id": [(5, 0, 0)],
+        } for name, price, _qty in CART_LINES])
+        self.sequence = env.ref("behavioral_email.sequence_cart")
+        self.step = self.sequence.step_ids.sorted()[:1]
+        env["behavioral.sequence"].search([("state", "=", "running")]).action_pause()
+        self.sequence.write({"cart_idle_hours": IDLE_HOURS, "website_id": False})
+        self.sequence.action_start()
+        # the benchmark sees its own work only
+        env["behavioral.enrollment"].search([("state", "=", "running")]).action_stop()
+        env.flush_all()
+        env.cr.execute(SQL("UPDATE behavioral_trigger SET state = 'done' WHERE state = 'new'"))
+        env.invalidate_all()
+        self._serial = 0
+
+    def customers(self, count, capture=False, blocklist_every=0):
+        """``count`` new customers with an address; every
+        ``blocklist_every``-th address is blocklisted."""
+        self._serial += 1
+        tag = f"c{self._serial}"
+        context = dict(QUIET, behavioral_no_capture=not capture)
+        partners = self.env["res.partner"].with_context(**context).create([{
+            "name": f"Bench Customer {tag}-{i}",
+            "email": f"{tag}-{i}@{EMAIL_DOMAIN}",
+        } for i in range(count)])
+        if blocklist_every:
+            self.env["mail.blacklist"].with_context(**QUIET).create([
+                {"email": partner.email} for partner in partners[::blocklist_every]])
+        return partners
+
+    def carts(self, partners, at):
+        """One website cart per customer, last changed at ``at``."""
+        with freeze_time(at):
+            return self.env["sale.order"].with_context(**QUIET).create([{
+                "partner_id": partner.id,
+                "website_id": self.website.id,
+                "order_line": [(0, 0, {"product_id": product.id, "product_uom_qty": qty})
+                               for product, (_name, _price, qty) in zip(self.products, CART_LINES)],
+            } for partner in partners])
+
+    def due_enrollments(self, carts):
+        return self.env["behavioral.enrollment"].search([
+            ("order_id", "in", carts.ids), ("state", "=", "running"),
+            ("step_id", "=", self.step.id), ("next_due", "<=", datetime.utcnow()),
+        ])
+
+    # -- Odoo's own path ------------------------------------------------
+
+    def mailing(self, model, body):
+        """A mass mailing with the step's subject, preview, sender and campaign."""
+        step_mailing = self.step.mailing_id
+        return self.env["mailing.mailing"].with_context(**QUIET).create({
+            "subject": step_mailing.subject,
+            "preview": step_mailing.preview,
+            "body_arch": body,
+            "body_html": body,
+            "mailing_type": "mail",
+            "mailing_model_id": self.env["ir.model"]._get_id(model),
+            "mailing_domain": "[]",
+            "email_from": step_mailing.email_from,
+            "reply_to_mode": "new",
+            "reply_to": step_mailing.reply_to,
+            "campaign_id": step_mailing.campaign_id.id,
+            "keep_archives": False,
+        })
+
+    def partner_body(self):
+        """The step's body for a res.partner mailing: same layout, greeting,
+        button (a link per recipient, as the cart link is) and footer; no
+        cart lines, no total (a partner has no cart)."""
+        root = lxml.html.fragment_fromstring(str(self.step.body_html), create_parent="div")
+        for loop in root.xpath("//*[@t-foreach]"):
+            table = loop.getparent()
+            table.getparent().remove(table)
+        for out in root.xpath("//*[contains(@t-out, 'object.order_id')]"):
+            para = out.xpath("ancestor::p[1]")[0]
+            para.getparent().remove(para)
+        for link in root.xpath("//*[@t-att-href='object.cart_restore_url']"):
+            link.set("t-att-href", "'/shop/cart?customer=%s' % object.id")
+        body = "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+        body = body.replace("object.partner_id.", "object.")
+        assert "object.order_id" not in body and "cart_restore_url" not in body, body
+        return body
+
+    def cart_body(self):
+        """The step's body unchanged, but rendered against the cart itself."""
+        body = str(self.step.body_html)
+        body = body.replace("object.order_id.", "object.")
+        body = body.replace("object.cart_restore_url", "'/shop/cart?order=%s' % object.id")
+        assert "object.order_id" not in body and "cart_restore_url" not in body, body
+        return body
+
+
+# ----------------------------------------------------------------------
+# A: send
+# ----------------------------------------------------------------------
+
+def bench_send(env, shop, size, repeat, memory=True):
+    """ours / odoo partner mailing / odoo cart mailing for ``size`` recipients."""
+    Enrollment = env["behavioral.enrollment"]
+    Trigger = env["behavioral.trigger"]
+    with rolled_back(env):
+        partners = shop.customers(size)
+        cart_time = datetime.utcnow().replace(microsecond=0) - CART_AGE
+        carts = shop.carts(partners, cart_time)
+        # detection and enrollment at a time the carts are idle (not timed)
+        with freeze_time(cart_time + timedelta(hours=IDLE_HOURS, minutes=30)):
+            Trigger._cron_detect()
+            Trigger._cron_enroll()
+        due = shop.due_enrollments(carts)
+        if len(due) != size:
+            sys.exit(f"send: expected {size} due enrollments, got {len(due)}")
+        partner_mailing = shop.mailing("res.partner", shop.partner_body())
+        cart_mailing = shop.mailing("sale.order", shop.cart_body())
+        results = {
+            "ours": measure(env, [("advance", Enrollment._cron_advance)], repeat, memory),
+            "odoo: partner mailing": measure(env, [(
+                "send", lambda: partner_mailing.action_send_mail(res_ids=partners.ids))], repeat, memory),
+            "odoo: cart mailing": measure(env, [(
+                "send", lambda: cart_mailing.action_send_mail(res_ids=carts.ids))], repeat, memory),
+        }
+    for name, result in results.items():
+        if result["mails"] != size:
+            _logger.warning("send: %s created %s mails for %s recipients", name, result["mails"], size)
+    return results
+
+
+# ----------------------------------------------------------------------
+# B: scale
+# ----------------------------------------------------------------------
+
+def bench_scale_round(env, shop, carts_count, repeat):
+    Enrollment = env["behavioral.enrollment"]
+    Trigger = env["behavioral.trigger"]
+    with rolled_back(env):
+        partners = shop.customers(carts_count)
+        shop.carts(partners, datetime.utcnow().replace(microsecond=0) - CART_AGE)
+        result = measure(env, [
+            ("detect", Trigger._cron_detect),
+            ("enroll", Trigger._cron_enroll),
+            ("advance", Enrollment._cron_advance),
+        ], repeat)
+        env.cr.execute(SQL("SELECT count(*) FROM res_partner"))
+        result["partners"] = env.cr.fetchone()[0]
+    if result["mails"] != carts_count:
+        _logger.warning("scale: %s mails for %s carts", result["mails"], carts_count)
+    return result
+
+
+def analyze(env):
+    """Fresh planner statistics, as autovacuum keeps them in production
+    (ANALYZE runs inside the transaction and sees its own rows)."""
+    env.flush_all()
+    for table in ("res_partner", "mail_blacklist", "behavioral_trigger", "sale_order"):
+        env.cr.execute(SQL("ANALYZE %s", SQL.identifier(table)))
+
+
+def bench_scale(env, shop, carts_count, extra_partners, repeat):
+    analyze(env)
+    base = bench_scale_round(env, shop, carts_count, repeat)
+    start = time.perf_counter()
+    batch = 2000
+    for offset in range(0, extra_partners, batch):
+        # real customers: captured on creation (history already processed),
+        # one in twenty blocklisted
+        shop.customers(min(batch, extra_partners - offset), capture=True, blocklist_every=20)
+        env.invalidate_all()
+    env.flush_all()
+    env.cr.execute(SQL("UPDATE behavioral_trigger SET state = 'done' WHERE state = 'new'"))
+    analyze(env)
+    print(f"   ({extra_partners} customers added in {time.perf_counter() - start:.1f} s)")
+    large = bench_scale_round(env, shop, carts_count, repeat)
+    return base, large
+
+
+# ----------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def mib(value):
+    return value / 2**20 if value is not None else float("nan")
+
+
+def print_send(all_results):
+    print()
+    print("A. send: N due cart emails queued as mail.mail")
+    print(f"{'N':>6}  {'path':<24}{'time s':>9}{'queries':>9}{'peak MiB':>10}{'mails':>7}{'body KiB':>10}")
+    for size, results in all_results:
+        for name, res in results.items():
+            print(f"{size:>6}  {name:<24}{res['time']:>9.3f}{res['queries']:>9}"
+                  f"{mib(res['peak']):>10.1f}{res['mails']:>7}{res['body'] / 1024:>10.1f}")
+        ours = results["ours"]
+        for name, res in results.items():
+            if name == "ours":
+                continue
+            print(f"{'':>6}  ours / {name[6:]:<17}"
+                  f"{ratio(ours['time'], res['time']):>9.2f}"
+                  f"{ratio(ours['queries'], res['queries']):>9.2f}"
+                  f"{ratio(ours['peak'] or 0, res['peak'] or 0):>10.2f}")
+    print("   per mail (ours):", ", ".join(
+        f"N={size}: {1000 * results['ours']['time'] / size:.1f} ms, "
+        f"{results['ours']['queries'] / size:.2f} queries"
+        for size, results in all_results))
+
+
+def print_scale(base, large, carts_count):
+    print()
+    print(f"B. scale: detect + enroll + advance for {carts_count} new carts")
+    header = "".join(f"{name + ' s':>10}{'q':>5}" for name in base["phases"])
+    print(f"{'partners':>9}  {header}{'total s':>10}{'queries':>9}{'peak MiB':>10}{'mails':>7}")
+    for res in (base, large):
+        cells = "".join(f"{t:>10.3f}{q:>5}" for t, q in res["phases"].values())
+        print(f"{res['partners']:>9}  {cells}{res['time']:>10.3f}{res['queries']:>9}"
+              f"{mib(res['peak']):>10.1f}{res['mails']:>7}")
+    ratios = "".join(f"{ratio(large['phases'][n][0], base['phases'][n][0]):>10.2f}{'':>5}"
+                     for n in base["phases"])
+    print(f"{'ratio':>9}  {ratios}{ratio(large['time'], base['time']):>10.2f}"
+          f"{ratio(large['queries'], base['queries']):>9.2f}{ratio(large['peak'], base['peak']):>10.2f}")
+    print("   queries equal:", "yes" if large["queries"] == base["queries"] else
+          f"NO ({base['queries']} -> {large['queries']})")
+
+
+# ----------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"database (default {DEFAULT_DB}, created if missing)")
+    parser.add_argument("--sizes", default="100,500", help="recipients per send run (default 100,500)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measure; the median is kept")
+    parser.add_argument("--scale-carts", type=int, default=50, help="new carts per scale run (default 50)")
+    parser.add_argument("--extra-partners", type=int, default=20000,
+                        help="customers added between the two scale runs (default 20000)")
+    parser.add_argument("--bench", default="send,scale", help="which benchmarks: send, scale or both")
+    parser.add_argument("--recreate", action="store_true", help="drop and recreate the database first")
+    args = parser.parse_args()
+    args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    args.bench = {name.strip() for name in args.bench.split(",")}
+    if not args.bench <= {"send", "scale"}:
+        parser.error("--bench takes send, scale or send,scale")
+    return args
+
+
+def main():
+    args = parse_args()
+    addons_path = odoo_addons_path()
+    ensure_database(args.db, addons_path, args.recreate)
+    odoo.tools.config.parse_config(["-d", args.db, f"--addons-path={addons_path}", "--log-level=warn"])
+    # Odoo 18 still calls werkzeug.urls: its deprecation warnings are noise here
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    registry = Registry(args.db)
+    # the addon's crons (and mass_mailing's composer) commit per batch unless
+    # the thread is marked as testing: everything here must be rolled back
+    threading.current_thread().testing = True
+    cr = registry.cursor()
+    try:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        cr.execute(SQL("SHOW server_version"))
+        print(f"behavioral_email benchmarks, {datetime.now():%Y-%m-%d %H:%M}, database {args.db}")
+        print(f"Odoo {odoo.release.version}, PostgreSQL {cr.fetchone()[0]}, Python {platform.python_version()}, "
+              f"{os.cpu_count()} CPU(s); median of {args.repeat} run(s), memory from one traced run")
+        shop = Shop(env)
+        if "send" in args.bench:
+            # compile the templates and fill the registry caches on both paths
+            bench_send(env, shop, WARMUP_SIZE, repeat=1, memory=False)
+            print_send([(size, bench_send(env, shop, size, args.repeat)) for size in args.sizes])
+        if "scale" in args.bench:
+            with rolled_back(env):
+                bench_scale_round(env, shop, WARMUP_SIZE, repeat=1)  # warm-up
+            base, large = bench_scale(env, shop, args.scale_carts, args.extra_partners, args.repeat)
+            print_scale(base, large, args.scale_carts)
+    finally:
+        # never keep benchmark data
+        cr.rollback()
+        cr.close()
+    left = bench_rows_left(args.db)
+    print()
+    print("rolled back:", "yes, no benchmark data left" if not left else f"NO, {left} customers left")
+
+
+if __name__ == "__main__":
+    main()
