@@ -5,6 +5,7 @@ from freezegun import freeze_time
 from psycopg2 import IntegrityError
 
 from odoo.addons.behavioral_email.models.behavioral_trigger import BehavioralTrigger
+from odoo.exceptions import UserError
 from odoo.tools import mute_logger
 
 from .common import NOW, BehavioralCommon
@@ -142,3 +143,34 @@ class TestFailures(BehavioralCommon):
             order.action_confirm()
         self.assertEqual(order.state, "sale")
         self.assertFalse(self.env["behavioral.trigger"].search([("partner_id", "=", partner.id)]))
+
+    def test_unexpected_error_fails_one_enrollment(self):
+        """An error outside the step's own guard (here: the goal check of one
+        record) fails that enrollment alone; the batch still goes."""
+        self.make_cart(self.alice)
+        self.make_cart(self.bob)
+        self.run_crons(NOW + timedelta(hours=3), advance=False)
+        alice_enrollment = self.enrollments(self.cart_sequence, self.alice)
+        Enrollment = type(self.env["behavioral.enrollment"])
+        original = Enrollment._get_goal_reached
+
+        def goal_check(model, rows):
+            if any(row[0] == alice_enrollment.id for row in rows):
+                raise RuntimeError("goal check exploded")
+            return original(model, rows)
+
+        with self.mock_queue(), patch.object(Enrollment, "_get_goal_reached", goal_check), \
+                mute_logger("odoo.addons.behavioral_email.models.behavioral_enrollment"), \
+                freeze_time(NOW + timedelta(hours=3)):
+            self.env["behavioral.enrollment"]._cron_advance()
+        self.assertQueued(self.bob, count=1)
+        self.assertQueued(self.alice, count=0)
+        self.assertRecordValues(alice_enrollment, [{"state": "failed"}])
+        self.assertIn("goal check exploded", alice_enrollment.state_msg)
+
+    def test_step_with_waiting_enrollments_cannot_be_deleted(self):
+        self.make_cart(self.alice)
+        self.run_crons(NOW + timedelta(hours=3), advance=False)
+        step = self.enrollments(self.cart_sequence, self.alice).step_id
+        with self.assertRaisesRegex(UserError, "waiting for this step"):
+            step.unlink()

@@ -52,7 +52,8 @@ class BehavioralEnrollment(models.Model):
       (:meth:`action_stop`).
     * ``failed``: a step could not be run (e.g. its template does not render);
       ``state_msg`` holds the error and the step's trace is ``failed``. Set by
-      :meth:`_advance`; :meth:`action_retry` puts it back to ``running``.
+      :meth:`_advance` (or :meth:`_advance_safely` for an unexpected error);
+      :meth:`action_retry` puts it back to ``running``.
     """
 
     _name = "behavioral.enrollment"
@@ -193,7 +194,7 @@ class BehavioralEnrollment(models.Model):
             ids = [row[0] for row in self.env.cr.fetchall()]
             if not ids:
                 break
-            self.browse(ids)._advance()
+            self.browse(ids)._advance_safely()
             done += len(ids)
             self.env.cr.execute(SQL(
                 """SELECT count(*) FROM behavioral_enrollment e
@@ -214,6 +215,26 @@ class BehavioralEnrollment(models.Model):
     # ADVANCE
     # ------------------------------------------------------------
 
+    def _advance_safely(self):
+        """Advance a claimed batch; if the batch as a whole fails, advance its
+        enrollments one by one so that one bad record cannot block the queue:
+        it is marked failed with the error, the others go on."""
+        try:
+            with self.env.cr.savepoint():
+                self._advance()
+            return
+        except Exception:  # noqa: BLE001 - retried one by one below
+            _logger.exception("behavioral_email: advancing %s enrollments failed, retrying one by one", len(self))
+        self.env.invalidate_all()
+        for enrollment in self:
+            try:
+                with self.env.cr.savepoint():
+                    enrollment._advance()
+            except Exception as exc:  # noqa: BLE001 - recorded on the enrollment
+                _logger.exception("behavioral_email: enrollment %s cannot advance", enrollment.id)
+                self.env.invalidate_all()
+                enrollment.write({"state": "failed", "state_msg": _("Unexpected error: %s", exc)})
+
     def _advance(self):
         """Run the current step of these (due, running) enrollments.
 
@@ -221,8 +242,12 @@ class BehavioralEnrollment(models.Model):
         number of enrollments: goal check, condition, consent, rendering and
         mail creation are all done for the whole group at once.
         """
-        enrollments = self.filtered(lambda e: e.state == "running" and e.step_id)
-        (self - enrollments).filtered(lambda e: e.state == "running")._end("done")
+        now = fields.Datetime.now()
+        # re-checked here: a record read before another worker moved it on
+        # is not due any more
+        due = self.filtered(lambda e: e.state == "running" and e.next_due and e.next_due <= now)
+        enrollments = due.filtered("step_id")
+        (due - enrollments)._end("done")
         if not enrollments:
             return
         # exit on goal before anything is sent

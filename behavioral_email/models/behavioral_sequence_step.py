@@ -7,7 +7,7 @@ from markupsafe import Markup
 
 from odoo import _, api, fields, models, tools
 from odoo.addons.link_tracker.tools.html import find_links_with_urls_and_labels
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL, is_html_empty
 from odoo.tools.mail import URL_SKIP_PROTOCOL_REGEX
@@ -131,6 +131,13 @@ class BehavioralSequenceStep(models.Model):
         return steps
 
     def unlink(self):
+        waiting = self.env["behavioral.enrollment"].sudo().search_count([
+            ("step_id", "in", self.ids), ("state", "in", ("running", "failed")),
+        ])
+        if waiting:
+            raise UserError(_(
+                "%(count)s enrollment(s) are waiting for this step. Pause the sequence and stop "
+                "them, or keep the step and change its content instead.", count=waiting))
         mailings = self.mailing_id
         res = super().unlink()
         # Keep the mailings that already sent something: their traces are the history.
@@ -184,6 +191,8 @@ class BehavioralSequenceStep(models.Model):
         self.ensure_one()
         if not self.mailing_id or not (self.subject or "").strip():
             return _("has no subject.")
+        if not self.mailing_id.email_from:
+            return _("has no sender: set the sequence's Send From address.")
         if is_html_empty(self.body_html):
             return _("has no content.")
         return False

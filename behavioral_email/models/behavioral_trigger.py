@@ -39,8 +39,9 @@ class BehavioralTrigger(models.Model):
     * ``done``: evaluated against every running sequence by
       :meth:`_cron_enroll` (``enrollment_count`` says how many followed;
       ``state_msg`` says why a sequence refused it).
-    * ``error``: evaluation crashed; ``state_msg`` holds the error. Set by
-      :meth:`_cron_enroll`, one trigger at a time, the batch goes on.
+    * ``error``: evaluation crashed even alone; ``state_msg`` holds the error.
+      Set by :meth:`_enroll_safely`, one trigger at a time: the rest of the
+      batch goes on and the queue never stalls on it.
     """
 
     _name = "behavioral.trigger"
@@ -262,7 +263,7 @@ class BehavioralTrigger(models.Model):
             ids = [row[0] for row in self.env.cr.fetchall()]
             if not ids:
                 break
-            self.browse(ids)._enroll()
+            self.browse(ids)._enroll_safely()
             done += len(ids)
             self.env.cr.execute(SQL("SELECT count(*) FROM behavioral_trigger WHERE state = 'new'"))
             remaining = self.env.cr.fetchone()[0]
@@ -279,6 +280,25 @@ class BehavioralTrigger(models.Model):
     @api.model
     def _can_commit(self):
         return not getattr(threading.current_thread(), "testing", False)
+
+    def _enroll_safely(self):
+        """Evaluate a claimed batch; if it fails as a whole, evaluate its
+        triggers one by one and mark those that still fail as ``error``."""
+        try:
+            with self.env.cr.savepoint():
+                self._enroll()
+            return
+        except Exception:  # noqa: BLE001 - retried one by one below
+            _logger.exception("behavioral_email: evaluating %s triggers failed, retrying one by one", len(self))
+        self.env.invalidate_all()
+        for trigger in self:
+            try:
+                with self.env.cr.savepoint():
+                    trigger._enroll()
+            except Exception as exc:  # noqa: BLE001 - recorded on the trigger
+                _logger.exception("behavioral_email: trigger %s cannot be evaluated", trigger.id)
+                self.env.invalidate_all()
+                trigger.write({"state": "error", "state_msg": _("Unexpected error: %s", exc)})
 
     def _enroll(self):
         """Evaluate these triggers against every running sequence."""
