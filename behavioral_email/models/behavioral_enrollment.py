@@ -6,6 +6,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
+from ..tools import run_isolated
+
 _logger = logging.getLogger(__name__)
 
 EXIT_REASONS = [
@@ -216,24 +218,11 @@ class BehavioralEnrollment(models.Model):
     # ------------------------------------------------------------
 
     def _advance_safely(self):
-        """Advance a claimed batch; if the batch as a whole fails, advance its
-        enrollments one by one so that one bad record cannot block the queue:
-        it is marked failed with the error, the others go on."""
-        try:
-            with self.env.cr.savepoint():
-                self._advance()
-            return
-        except Exception:  # noqa: BLE001 - retried one by one below
-            _logger.exception("behavioral_email: advancing %s enrollments failed, retrying one by one", len(self))
-        self.env.invalidate_all()
-        for enrollment in self:
-            try:
-                with self.env.cr.savepoint():
-                    enrollment._advance()
-            except Exception as exc:  # noqa: BLE001 - recorded on the enrollment
-                _logger.exception("behavioral_email: enrollment %s cannot advance", enrollment.id)
-                self.env.invalidate_all()
-                enrollment.write({"state": "failed", "state_msg": _("Unexpected error: %s", exc)})
+        """Advance a claimed batch; one record that cannot advance is marked
+        failed with its error, the others go on (see ``run_isolated``)."""
+        run_isolated(self, "_advance", lambda enrollment, exc: enrollment.write({
+            "state": "failed", "state_msg": _("Unexpected error: %s", exc),
+        }))
 
     def _advance(self):
         """Run the current step of these (due, running) enrollments.

@@ -425,34 +425,19 @@ class BehavioralSequence(models.Model):
                 # Kept as an exited enrollment with a canceled trace, so that
                 # the refusal and its reason show in the sequence's results.
                 refuse(trigger, _("no consent (%s)", failure_labels.get(failure)))
-                refused_vals.append({
-                    "sequence_id": self.id,
-                    "trigger_id": trigger.id,
-                    "partner_id": trigger.partner_id.id,
-                    "res_model": trigger.res_model,
-                    "res_id": trigger.res_id,
-                    "order_id": trigger._get_order_id(),
-                    "state": "exited",
-                    "exit_reason": CONSENT_EXITS.get(failure, "no_email"),
-                    "goal_since": trigger._get_goal_since(),
-                    "dedupe_key": False if key.startswith("running:") else key,
-                    "company_id": (self.company_id or trigger.company_id).id,
-                    "_failure": failure,
-                })
+                refused_vals.append(dict(
+                    self._prepare_enrollment_values(trigger, key),
+                    state="exited",
+                    exit_reason=CONSENT_EXITS.get(failure, "no_email"),
+                    dedupe_key=False if key.startswith("running:") else key,
+                    _failure=failure,
+                ))
                 continue
-            vals_list.append({
-                "sequence_id": self.id,
-                "trigger_id": trigger.id,
-                "partner_id": trigger.partner_id.id,
-                "res_model": trigger.res_model,
-                "res_id": trigger.res_id,
-                "order_id": trigger._get_order_id(),
-                "step_id": first_step.id,
-                "next_due": trigger.occurred_at + first_step._get_delay(),
-                "goal_since": trigger._get_goal_since(),
-                "dedupe_key": key,
-                "company_id": (self.company_id or trigger.company_id).id,
-            })
+            vals_list.append(dict(
+                self._prepare_enrollment_values(trigger, key),
+                step_id=first_step.id,
+                next_due=trigger.occurred_at + first_step._get_delay(),
+            ))
         enrollments = self._create_enrollments(vals_list, notes)
         failures = [vals.pop("_failure") for vals in refused_vals]
         refused = self._create_enrollments(refused_vals, notes)
@@ -466,6 +451,20 @@ class BehavioralSequence(models.Model):
             "executed_at": now,
         } for enrollment in refused])
         return enrollments
+
+    def _prepare_enrollment_values(self, trigger, key):
+        self.ensure_one()
+        return {
+            "sequence_id": self.id,
+            "trigger_id": trigger.id,
+            "partner_id": trigger.partner_id.id,
+            "res_model": trigger.res_model,
+            "res_id": trigger.res_id,
+            "order_id": trigger._get_order_id(),
+            "goal_since": trigger._get_goal_since(),
+            "dedupe_key": key,
+            "company_id": (self.company_id or trigger.company_id).id,
+        }
 
     def _create_enrollments(self, vals_list, notes):
         """Create enrollments; a row refused by the database (a concurrent

@@ -8,6 +8,8 @@ from psycopg2.extras import Json
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
+from ..tools import run_isolated
+
 _logger = logging.getLogger(__name__)
 
 TRIGGER_TYPES = [
@@ -282,23 +284,11 @@ class BehavioralTrigger(models.Model):
         return not getattr(threading.current_thread(), "testing", False)
 
     def _enroll_safely(self):
-        """Evaluate a claimed batch; if it fails as a whole, evaluate its
-        triggers one by one and mark those that still fail as ``error``."""
-        try:
-            with self.env.cr.savepoint():
-                self._enroll()
-            return
-        except Exception:  # noqa: BLE001 - retried one by one below
-            _logger.exception("behavioral_email: evaluating %s triggers failed, retrying one by one", len(self))
-        self.env.invalidate_all()
-        for trigger in self:
-            try:
-                with self.env.cr.savepoint():
-                    trigger._enroll()
-            except Exception as exc:  # noqa: BLE001 - recorded on the trigger
-                _logger.exception("behavioral_email: trigger %s cannot be evaluated", trigger.id)
-                self.env.invalidate_all()
-                trigger.write({"state": "error", "state_msg": _("Unexpected error: %s", exc)})
+        """Evaluate a claimed batch; a trigger that cannot be evaluated is
+        marked ``error`` with its message, the others go on."""
+        run_isolated(self, "_enroll", lambda trigger, exc: trigger.write({
+            "state": "error", "state_msg": _("Unexpected error: %s", exc),
+        }))
 
     def _enroll(self):
         """Evaluate these triggers against every running sequence."""
