@@ -109,7 +109,14 @@ class TestCartRecovery(BehavioralCommon):
         # the confirmation is a trigger of its own: it ends the series at once
         with freeze_time(NOW + timedelta(hours=5, minutes=1)):
             self.env["behavioral.trigger"]._cron_enroll()
-        self.assertRecordValues(enrollment, [{"state": "exited", "exit_reason": "goal", "next_due": False}])
+        self.assertRecordValues(enrollment, [{
+            "state": "exited", "exit_reason": "goal", "next_due": False, "converted_order_id": cart.id,
+        }])
+        # attributed to the sequence's campaign, as Odoo's sales reports read it
+        self.assertEqual(cart.campaign_id, self.cart_sequence.campaign_id)
+        self.assertEqual(cart.medium_id.name, "Email")
+        self.assertEqual(self.cart_sequence.converted_count, 1)
+        self.assertEqual(self.cart_sequence.revenue, cart.amount_untaxed)
 
         with self.mock_queue():
             self.run_crons(NOW + timedelta(days=2))
@@ -139,6 +146,7 @@ class TestCartRecovery(BehavioralCommon):
         """A cart ordered before it was seen as abandoned yields no trigger."""
         cart = self.make_cart(self.carol)
         self.confirm(cart, NOW + timedelta(hours=1))
+        self.assertFalse(cart.campaign_id)
         with self.mock_queue():
             self.run_crons(NOW + timedelta(hours=4))
         self.assertFalse(self._new_mails)

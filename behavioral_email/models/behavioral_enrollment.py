@@ -83,6 +83,9 @@ class BehavioralEnrollment(models.Model):
     last_step_date = fields.Datetime("Last Step On", readonly=True)
     goal_since = fields.Datetime(
         readonly=True, help="Orders confirmed from this moment on reach the goal.")
+    converted_order_id = fields.Many2one(
+        "sale.order", string="Converted Order", ondelete="set null", readonly=True, index="btree_not_null",
+        help="The order that reached the goal after at least one email of the sequence.")
     dedupe_key = fields.Char(readonly=True, copy=False)
     company_id = fields.Many2one("res.company", index=True, readonly=True)
     trace_ids = fields.One2many("behavioral.trace", "enrollment_id", readonly=True)
@@ -245,7 +248,7 @@ class BehavioralEnrollment(models.Model):
             (e.id, e.partner_id.id, e.order_id.id, e.goal_since) for e in with_goal
         ])
         goal_done = enrollments.filtered(lambda e: e.id in reached)
-        goal_done._end("exited", "goal")
+        goal_done._end_on_goal(reached)
         enrollments -= goal_done
 
         outcomes = {}  # enrollment id -> trace values
@@ -335,26 +338,59 @@ class BehavioralEnrollment(models.Model):
         """Which rows have reached the 'order placed' goal.
 
         :param list rows: (key, partner id, order id or False, since) tuples
-        :return set: the keys whose order (cart) is confirmed, or whose customer
-            confirmed another order at or after ``since``
+        :return dict: {key: id of the first qualifying order} for the keys whose
+            order (cart) is confirmed, or whose customer confirmed another order
+            at or after ``since``
         """
         rows = [row for row in rows if row[1]]
         if not rows:
-            return set()
+            return {}
         self.env["sale.order"].flush_model(["state", "partner_id", "date_order"])
         values = SQL(", ").join(
             SQL("(%s::int, %s::int, %s::int, %s::timestamp)", key, partner_id, order_id or None, since)
             for key, partner_id, order_id, since in rows
         )
         self.env.cr.execute(SQL(
-            """SELECT v.key FROM (VALUES %s) AS v(key, partner_id, order_id, since)
-                WHERE EXISTS (
-                    SELECT 1 FROM sale_order so
-                     WHERE so.state = 'sale'
-                       AND (so.id = v.order_id
-                            OR (so.partner_id = v.partner_id AND so.date_order >= v.since)))""",
+            """SELECT v.key, min(so.id) FROM (VALUES %s) AS v(key, partner_id, order_id, since)
+                 JOIN sale_order so
+                   ON so.state = 'sale'
+                  AND (so.id = v.order_id OR (so.partner_id = v.partner_id AND so.date_order >= v.since))
+                GROUP BY v.key""",
             values))
-        return {row[0] for row in self.env.cr.fetchall()}
+        return dict(self.env.cr.fetchall())
+
+    def _end_on_goal(self, reached):
+        """Close these enrollments as converted.
+
+        The order is recorded as the conversion of the enrollments that had
+        emailed the customer; that order, when it carries no campaign yet
+        (typically the recovered cart itself), is attributed to the sequence's
+        UTM campaign so that Odoo's sales reporting counts it too.
+
+        :param dict reached: {enrollment id: order id}, as from _get_goal_reached
+        """
+        if not self:
+            return
+        self._end("exited", "goal")
+        self.env["behavioral.trace"].flush_model(["enrollment_id", "state"])
+        self.env.cr.execute(SQL(
+            "SELECT DISTINCT enrollment_id FROM behavioral_trace WHERE state = 'sent' AND enrollment_id IN %s",
+            tuple(self.ids)))
+        emailed = self.browse(row[0] for row in self.env.cr.fetchall())
+        if not emailed:
+            return
+        rows = SQL(", ").join(SQL("(%s::int, %s::int)", e.id, reached[e.id]) for e in emailed)
+        self.env.cr.execute(SQL(
+            """UPDATE behavioral_enrollment e SET converted_order_id = v.order_id
+                 FROM (VALUES %s) AS v(id, order_id) WHERE e.id = v.id""", rows))
+        emailed.invalidate_recordset(["converted_order_id"])
+        medium = self.env["utm.medium"].sudo()._fetch_or_create_utm_medium("email")
+        for sequence in emailed.sequence_id:
+            orders = emailed.filtered(lambda e, s=sequence: e.sequence_id == s).converted_order_id.sudo()
+            orders.filtered(lambda o: not o.campaign_id).write({
+                "campaign_id": sequence.campaign_id.id,
+                "medium_id": medium.id,
+            })
 
     @api.model
     def _exit_on_goal_triggers(self, triggers):
@@ -374,7 +410,7 @@ class BehavioralEnrollment(models.Model):
         reached = self._get_goal_reached([
             (e.id, e.partner_id.id, e.order_id.id, e.goal_since) for e in running
         ])
-        running.filtered(lambda e: e.id in reached)._end("exited", "goal")
+        running.filtered(lambda e: e.id in reached)._end_on_goal(reached)
 
     # ------------------------------------------------------------
     # TOOLS

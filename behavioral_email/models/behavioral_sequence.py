@@ -104,6 +104,13 @@ class BehavioralSequence(models.Model):
     enrollment_count = fields.Integer(compute="_compute_statistics")
     running_count = fields.Integer("Running Enrollments", compute="_compute_statistics")
     trace_count = fields.Integer("Emails", compute="_compute_statistics")
+    converted_count = fields.Integer(
+        "Conversions", compute="_compute_statistics",
+        help="Enrollments whose goal was reached after at least one email.")
+    currency_id = fields.Many2one("res.currency", compute="_compute_statistics")
+    revenue = fields.Monetary(
+        compute="_compute_statistics",
+        help="Total (untaxed) of the orders that converted the enrollments.")
 
     @api.depends("trigger_type")
     def _compute_source_model(self):
@@ -130,7 +137,19 @@ class BehavioralSequence(models.Model):
             [("sequence_id", "in", self.ids), ("state", "=", "running")], ["sequence_id"], ["__count"]))
         traces = dict(self.env["behavioral.trace"]._read_group(
             [("sequence_id", "in", self.ids), ("state", "=", "sent")], ["sequence_id"], ["__count"]))
+        conversions = {}
+        if self.ids:
+            self.env.flush_all()
+            self.env.cr.execute(SQL(
+                """SELECT e.sequence_id, count(*), sum(so.amount_untaxed)
+                     FROM behavioral_enrollment e
+                     JOIN sale_order so ON so.id = e.converted_order_id
+                    WHERE e.sequence_id IN %s
+                    GROUP BY e.sequence_id""", tuple(self.ids)))
+            conversions = {sequence_id: (count, amount) for sequence_id, count, amount in self.env.cr.fetchall()}
         for sequence in self:
+            sequence.currency_id = (sequence.company_id or self.env.company).currency_id
+            sequence.converted_count, sequence.revenue = conversions.get(sequence.id, (0, 0.0))
             sequence.step_count = len(sequence.step_ids)
             sequence.enrollment_count = enrollments.get(sequence, 0)
             sequence.running_count = running.get(sequence, 0)
@@ -237,6 +256,19 @@ class BehavioralSequence(models.Model):
         action["domain"] = [("sequence_id", "=", self.id)]
         action["context"] = {"default_sequence_id": self.id}
         return action
+
+    def action_view_conversions(self):
+        self.ensure_one()
+        orders = self.env["behavioral.enrollment"].search([
+            ("sequence_id", "=", self.id), ("converted_order_id", "!=", False),
+        ]).converted_order_id
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Orders converted by %s", self.name),
+            "res_model": "sale.order",
+            "view_mode": "list,form",
+            "domain": [("id", "in", orders.ids)],
+        }
 
     def action_view_traces(self):
         self.ensure_one()
