@@ -206,3 +206,22 @@ class TestSequenceForm(BehavioralCommon):
         with self.mock_queue():
             self.run_crons(NOW + timedelta(days=1, hours=3))
         self.assertEqual(self.assertQueued(self.alice).subject, "Still thinking it over?")
+
+
+class TestRetention(BehavioralCommon):
+
+    def test_old_triggers_are_deleted(self):
+        self.start(self.welcome_sequence)
+        with freeze_time(NOW - timedelta(days=200)):
+            old = self.env["res.partner"].create({"name": "Old", "email": "old@example.com"})
+            self.env["behavioral.trigger"]._cron_enroll()
+        with freeze_time(NOW):
+            recent = self.env["res.partner"].create({"name": "Recent", "email": "recent@example.com"})
+            self.env["behavioral.trigger"]._cron_gc()
+        Trigger = self.env["behavioral.trigger"]
+        self.assertFalse(Trigger.search([("partner_id", "=", old.id)]))
+        # a new trigger is never deleted, processed or not
+        self.assertEqual(Trigger.search([("partner_id", "=", recent.id)]).state, "new")
+        enrollment = self.enrollments(self.welcome_sequence, old)
+        self.assertTrue(enrollment)
+        self.assertFalse(enrollment.trigger_id)

@@ -74,3 +74,28 @@ class TestWebsiteCart(HttpCase, BehavioralCase):
         self.assertIn("/shop/cart", response.url)
         self.assertIn("Watering Can", response.text)
         self.assertEqual(tracker.count, 1, "the click is counted")
+
+    def test_one_click_unsubscribe_stops_the_series(self):
+        """The List-Unsubscribe URL of a sent email, posted as a mail client
+        does (RFC 8058), blocklists the address and the next email is canceled."""
+        self.sequence.action_start()
+        self._fill_cart(self.alice, 1)
+        idle = datetime.now() + timedelta(hours=1, minutes=5)
+        with self.mock_mail_gateway(), freeze_time(idle):
+            self.env["behavioral.trigger"]._cron_detect()
+            self.env["behavioral.trigger"]._cron_enroll()
+            self.env["behavioral.enrollment"]._cron_advance()
+            mail = self._new_mails.filtered(lambda m: m.model == "behavioral.enrollment")
+            mail.send()
+        self.assertEqual(len(self._mails), 1)
+        header = self._mails[0]["headers"]["List-Unsubscribe"]
+        url = urlparse(header.strip("<>"))
+        response = self.url_open(f"{url.path}?{url.query}", data={"List-Unsubscribe": "One-Click"})
+        self.assertEqual(response.status_code, 200)
+        self.assertTrue(self.env["mail.blacklist"].search([("email", "=", "alice.shopper@example.com")]))
+
+        with self.mock_mail_gateway(), freeze_time(idle + timedelta(days=1, minutes=5)):
+            self.env["behavioral.enrollment"]._cron_advance()
+        self.assertFalse(self._new_mails.filtered(lambda m: m.model == "behavioral.enrollment"))
+        enrollment = self.env["behavioral.enrollment"].search([("partner_id", "=", self.alice.partner_id.id)])
+        self.assertRecordValues(enrollment, [{"state": "exited", "exit_reason": "blacklisted"}])

@@ -315,6 +315,43 @@ class BehavioralTrigger(models.Model):
         return enrollments
 
     # ------------------------------------------------------------
+    # RETENTION
+    # ------------------------------------------------------------
+
+    @api.model
+    def _cron_gc(self):
+        """Delete processed triggers past the retention period, in batches.
+
+        Raw signals are personal data: they are kept only as long as needed
+        (``behavioral_email.trigger_retention_days``, 180 by default).
+        Enrollments keep their own copy of what they need.
+        """
+        params = self.env["ir.config_parameter"].sudo()
+        days = int(params.get_param("behavioral_email.trigger_retention_days", 180))
+        if days <= 0:
+            return 0
+        limit = fields.Datetime.now() - timedelta(days=days)
+        batch_size = 1000
+        done = 0
+        while True:
+            self.env.cr.execute(SQL(
+                """SELECT id FROM behavioral_trigger
+                    WHERE state != 'new' AND occurred_at < %s
+                    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", limit, batch_size))
+            ids = [row[0] for row in self.env.cr.fetchall()]
+            if not ids:
+                break
+            self.browse(ids).unlink()
+            done += len(ids)
+            self.env["ir.cron"]._notify_progress(done=done, remaining=0 if len(ids) < batch_size else batch_size)
+            if self._can_commit():
+                # each deleted batch is final: commit it before the next
+                self.env.cr.commit()
+            if len(ids) < batch_size:
+                break
+        return done
+
+    # ------------------------------------------------------------
     # TOOLS
     # ------------------------------------------------------------
 
