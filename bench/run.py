@@ -39,7 +39,7 @@ import threading
 import time
 import tracemalloc
 import warnings
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import lxml.html
@@ -85,36 +85,67 @@ def odoo_addons_path():
 
 
 def module_state(db):
-    """State of behavioral_email in ``db``, or None when there is no such database."""
+    """(state of behavioral_email, last install or update in UTC) in ``db``,
+    or (None, None) when there is no such database."""
     with contextlib.closing(psycopg2.connect(dbname="postgres")) as conn, conn.cursor() as cr:
         cr.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
         if not cr.fetchone():
-            return None
+            return None, None
     with contextlib.closing(psycopg2.connect(dbname=db)) as conn, conn.cursor() as cr:
         cr.execute("SELECT to_regclass('ir_module_module') IS NOT NULL")
         if not cr.fetchone()[0]:
-            return "no Odoo database"
-        cr.execute("SELECT state FROM ir_module_module WHERE name = %s", (MODULE,))
-        row = cr.fetchone()
-        return row[0] if row else "unknown"
+            return "no Odoo database", None
+        cr.execute("SELECT state, write_date FROM ir_module_module WHERE name = %s", (MODULE,))
+        return cr.fetchone() or ("unknown", None)
 
 
-def ensure_database(db, addons_path, recreate=False):
-    if recreate and module_state(db) is not None:
+def source_changed_at():
+    """Last change to the addon's source files, in UTC."""
+    mtime = max(path.stat().st_mtime for path in (ROOT / MODULE).rglob("*") if path.is_file())
+    return datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)
+
+
+def odoo_cli(db, addons_path, *args):
+    subprocess.run([
+        sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path}", *args,
+        "--stop-after-init", "--log-level=warn", "--http-port=0",
+    ], check=True)
+
+
+def ensure_database(db, addons_path, recreate=False, update=False):
+    """The database, with behavioral_email installed from the current source.
+
+    Created when missing (as scripts/test.sh does); updated when the addon's
+    source changed since it was installed or last updated.
+    """
+    if recreate and module_state(db)[0] is not None:
         print(f"== dropping database {db}")
         subprocess.run(["dropdb", "--if-exists", db], check=True)
-    state = module_state(db)
+    state, updated_at = module_state(db)
     if state is None:
         print(f"== creating database {db} with {MODULE} (no demo data); takes a minute")
-        subprocess.run([
-            sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path}",
-            "-i", MODULE, "--without-demo=all", "--stop-after-init",
-            "--log-level=warn", "--http-port=0",
-        ], check=True)
-        state = module_state(db)
+        odoo_cli(db, addons_path, "-i", MODULE, "--without-demo=all")
+    elif state == "installed" and (update or updated_at is None or source_changed_at() > updated_at):
+        print(f"== updating {MODULE} in {db}: its source changed since it was installed")
+        odoo_cli(db, addons_path, "-u", MODULE)
+    state, _updated_at = module_state(db)
     if state != "installed":
         sys.exit(f"{MODULE} is not installed in database {db} (state: {state}); "
                  f"use --recreate or another --db")
+
+
+def vacuum(db):
+    """VACUUM (ANALYZE) the database, from its own autocommit connection.
+
+    Every run inserts and rolls back thousands of rows; their dead tuples
+    (and dead GIN index entries) stay until a vacuum. Where autovacuum is off
+    or lagging, they would slow the next run down: clean them first, as
+    autovacuum does in production. Nothing of the benchmark is committed.
+    """
+    with contextlib.closing(psycopg2.connect(dbname=db)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cr:
+            cr.execute("VACUUM (ANALYZE)")
 
 
 def bench_rows_left(db):
@@ -151,62 +182,77 @@ def _last_id(cr, table):
     return cr.fetchone()[0]
 
 
-def run_once(env, phases, trace=False):
+def run_once(env, phases, trace=False, profile=False):
     """Run the phases once from the current state and roll them back.
 
-    Pending writes are flushed and every cache is invalidated before, the
+    Pending writes are flushed and every cache is invalidated before; the
     phases' own writes are flushed (precommit hooks included) inside the
-    measure.
+    measure. SQL time is what Odoo's cursor accounts for on the thread
+    (``query_time``), i.e. PostgreSQL plus the round trip.
 
     :param phases: [(name, callable)]
-    :return dict: phases {name: (seconds, queries)}, peak (bytes, traced
-        runs only), mails (mail.mail created), body (average length)
+    :param trace: measure the peak of Python memory (tracemalloc)
+    :param profile: keep every query with its duration (``query_hooks``)
+    :return dict: phases {name: (seconds, queries, sql seconds)}, peak
+        (bytes, traced runs only), queries_log ([(phase, ms, query)] with
+        profile), mails (mail.mail created), body (average length)
     """
     cr = env.cr
-    result = {"phases": {}, "peak": None}
+    thread = threading.current_thread()
+    result = {"phases": {}, "peak": None, "queries_log": []}
+    phase_name = None
+
+    def log_query(cursor, query, params, _start, delay):
+        text = cursor.mogrify(query, params).decode(errors="replace")
+        result["queries_log"].append((phase_name, 1000 * delay, " ".join(text.split())))
+
     with rolled_back(env):
         env.invalidate_all()
         last_mail = _last_id(cr, "mail_mail")
         gc.collect()
         if trace:
             tracemalloc.start()
+        if profile:
+            thread.query_hooks = [log_query]
         try:
-            for name, func in phases:
-                queries = cr.sql_log_count
+            for phase_name, func in phases:
+                queries, sql_time = cr.sql_log_count, thread.query_time
                 start = time.perf_counter()
                 func()
                 cr.flush()
-                result["phases"][name] = (time.perf_counter() - start, cr.sql_log_count - queries)
+                result["phases"][phase_name] = (
+                    time.perf_counter() - start, cr.sql_log_count - queries, thread.query_time - sql_time)
             if trace:
                 result["peak"] = tracemalloc.get_traced_memory()[1]
         finally:
+            if profile:
+                thread.query_hooks = []
             if trace:
                 tracemalloc.stop()
         result["mails"], result["body"] = _new_mails(cr, last_mail)
     return result
 
 
-def measure(env, phases, repeat, memory=True):
-    """``repeat`` runs for time and queries (median time), then one run
-    under tracemalloc for the peak memory (tracing slows Python down, so it
-    is kept apart from the timed runs)."""
+def measure(env, phases, repeat, memory=True, profile=False):
+    """``repeat`` runs for time and queries (medians), then one run under
+    tracemalloc for the peak memory (tracing slows Python down, so it is
+    kept apart from the timed runs), and with ``profile`` one more run that
+    logs every query."""
     runs = [run_once(env, phases) for _ in range(repeat)]
     traced = run_once(env, phases, trace=True) if memory else None
-    names = [name for name, _func in phases]
+    profiled = run_once(env, phases, profile=True) if profile else None
     result = {
         "phases": {
-            name: (statistics.median(run["phases"][name][0] for run in runs), runs[0]["phases"][name][1])
-            for name in names
+            name: tuple(statistics.median(run["phases"][name][i] for run in runs) for i in range(3))
+            for name, _func in phases
         },
         "mails": runs[0]["mails"],
         "body": runs[0]["body"],
         "peak": traced and traced["peak"],
+        "queries_log": profiled and profiled["queries_log"],
     }
-    result["time"] = sum(t for t, _q in result["phases"].values())
-    result["queries"] = sum(q for _t, q in result["phases"].values())
-    if len({tuple(q for _t, q in run["phases"].values()) for run in runs}) > 1:
-        _logger.warning("query counts differ between repetitions: %s",
-                        [[q for _t, q in run["phases"].values()] for run in runs])
+    for key, index in (("time", 0), ("queries", 1), ("sql", 2)):
+        result[key] = sum(values[index] for values in result["phases"].values())
     if any(run["mails"] != result["mails"] for run in runs + ([traced] if traced else [])):
         _logger.warning("mail counts differ between repetitions")
     return result
@@ -239,19 +285,34 @@ class Shop:
         env.invalidate_all()
         self._serial = 0
 
-    def customers(self, count, capture=False, blocklist_every=0):
-        """``count`` new customers with an address; every
-        ``blocklist_every``-th address is blocklisted."""
+    def customers(self, count, history=False):
+        """``count`` new customers with an address.
+
+        With ``history`` each one also gets the 'new contact' trigger its
+        creation would have captured, already processed: the trigger table
+        of a shop that has been running for a while. (Written as processed
+        right away: an UPDATE inside this never-committed transaction would
+        leave dead index entries that no vacuum can remove before the
+        measure.)
+        """
         self._serial += 1
         tag = f"c{self._serial}"
-        context = dict(QUIET, behavioral_no_capture=not capture)
-        partners = self.env["res.partner"].with_context(**context).create([{
+        partners = self.env["res.partner"].with_context(**QUIET, behavioral_no_capture=True).create([{
             "name": f"Bench Customer {tag}-{i}",
             "email": f"{tag}-{i}@{EMAIL_DOMAIN}",
         } for i in range(count)])
-        if blocklist_every:
-            self.env["mail.blacklist"].with_context(**QUIET).create([
-                {"email": partner.email} for partner in partners[::blocklist_every]])
+        if history:
+            now = datetime.utcnow()
+            self.env["behavioral.trigger"].with_context(**QUIET).create([{
+                "trigger_type": "partner_created",
+                "partner_id": partner.id,
+                "res_model": "res.partner",
+                "res_id": partner.id,
+                "occurred_at": now,
+                "dedupe_key": f"partner_created:{partner.id}",
+                "state": "done",
+                "payload": {},
+            } for partner in partners])
         return partners
 
     def carts(self, partners, at):
@@ -365,7 +426,7 @@ def bench_scale_round(env, shop, carts_count, repeat):
             ("detect", Trigger._cron_detect),
             ("enroll", Trigger._cron_enroll),
             ("advance", Enrollment._cron_advance),
-        ], repeat)
+        ], repeat, profile=True)
         env.cr.execute(SQL("SELECT count(*) FROM res_partner"))
         result["partners"] = env.cr.fetchone()[0]
     if result["mails"] != carts_count:
@@ -377,7 +438,7 @@ def analyze(env):
     """Fresh planner statistics, as autovacuum keeps them in production
     (ANALYZE runs inside the transaction and sees its own rows)."""
     env.flush_all()
-    for table in ("res_partner", "mail_blacklist", "behavioral_trigger", "sale_order"):
+    for table in ("res_partner", "behavioral_trigger", "sale_order"):
         env.cr.execute(SQL("ANALYZE %s", SQL.identifier(table)))
 
 
@@ -387,12 +448,8 @@ def bench_scale(env, shop, carts_count, extra_partners, repeat):
     start = time.perf_counter()
     batch = 2000
     for offset in range(0, extra_partners, batch):
-        # real customers: captured on creation (history already processed),
-        # one in twenty blocklisted
-        shop.customers(min(batch, extra_partners - offset), capture=True, blocklist_every=20)
+        shop.customers(min(batch, extra_partners - offset), history=True)
         env.invalidate_all()
-    env.flush_all()
-    env.cr.execute(SQL("UPDATE behavioral_trigger SET state = 'done' WHERE state = 'new'"))
     analyze(env)
     print(f"   ({extra_partners} customers added in {time.perf_counter() - start:.1f} s)")
     large = bench_scale_round(env, shop, carts_count, repeat)
@@ -404,7 +461,7 @@ def bench_scale(env, shop, carts_count, extra_partners, repeat):
 # ----------------------------------------------------------------------
 
 def ratio(a, b):
-    return a / b if b else float("nan")
+    return a / b if a is not None and b else float("nan")
 
 
 def mib(value):
@@ -414,40 +471,49 @@ def mib(value):
 def print_send(all_results):
     print()
     print("A. send: N due cart emails queued as mail.mail")
-    print(f"{'N':>6}  {'path':<24}{'time s':>9}{'queries':>9}{'peak MiB':>10}{'mails':>7}{'body KiB':>10}")
+    print(f"{'N':>6}  {'path':<24}{'time s':>9}{'sql s':>8}{'queries':>9}{'peak MiB':>10}"
+          f"{'mails':>7}{'body KiB':>10}")
     for size, results in all_results:
         for name, res in results.items():
-            print(f"{size:>6}  {name:<24}{res['time']:>9.3f}{res['queries']:>9}"
+            print(f"{size:>6}  {name:<24}{res['time']:>9.3f}{res['sql']:>8.3f}{res['queries']:>9}"
                   f"{mib(res['peak']):>10.1f}{res['mails']:>7}{res['body'] / 1024:>10.1f}")
         ours = results["ours"]
         for name, res in results.items():
-            if name == "ours":
-                continue
-            print(f"{'':>6}  ours / {name[6:]:<17}"
-                  f"{ratio(ours['time'], res['time']):>9.2f}"
-                  f"{ratio(ours['queries'], res['queries']):>9.2f}"
-                  f"{ratio(ours['peak'] or 0, res['peak'] or 0):>10.2f}")
-    print("   per mail (ours):", ", ".join(
-        f"N={size}: {1000 * results['ours']['time'] / size:.1f} ms, "
-        f"{results['ours']['queries'] / size:.2f} queries"
-        for size, results in all_results))
+            if name != "ours":
+                print(f"{'':>6}  ours / {name.split(': ')[-1]:<17}"
+                      f"{ratio(ours['time'], res['time']):>9.2f}{ratio(ours['sql'], res['sql']):>8.2f}"
+                      f"{ratio(ours['queries'], res['queries']):>9.2f}{ratio(ours['peak'], res['peak']):>10.2f}")
+    print("   per mail, ours:", "; ".join(
+        f"N={size}: {1000 * res['ours']['time'] / size:.1f} ms, {res['ours']['queries'] / size:.2f} queries"
+        for size, res in all_results))
+    print("   per mail, odoo partner mailing:", "; ".join(
+        f"N={size}: {1000 * res['odoo: partner mailing']['time'] / size:.1f} ms, "
+        f"{res['odoo: partner mailing']['queries'] / size:.2f} queries"
+        for size, res in all_results))
 
 
-def print_scale(base, large, carts_count):
+def print_scale(base, large, carts_count, top=3):
     print()
     print(f"B. scale: detect + enroll + advance for {carts_count} new carts")
-    header = "".join(f"{name + ' s':>10}{'q':>5}" for name in base["phases"])
-    print(f"{'partners':>9}  {header}{'total s':>10}{'queries':>9}{'peak MiB':>10}{'mails':>7}")
+    header = "".join(f"{name + ' s':>11}{'q':>5}" for name in base["phases"])
+    print(f"{'partners':>9}{header}{'total s':>10}{'sql s':>8}{'queries':>9}{'peak MiB':>10}{'mails':>7}")
     for res in (base, large):
-        cells = "".join(f"{t:>10.3f}{q:>5}" for t, q in res["phases"].values())
-        print(f"{res['partners']:>9}  {cells}{res['time']:>10.3f}{res['queries']:>9}"
+        cells = "".join(f"{t:>11.3f}{q:>5}" for t, q, _sql in res["phases"].values())
+        print(f"{res['partners']:>9}{cells}{res['time']:>10.3f}{res['sql']:>8.3f}{res['queries']:>9}"
               f"{mib(res['peak']):>10.1f}{res['mails']:>7}")
-    ratios = "".join(f"{ratio(large['phases'][n][0], base['phases'][n][0]):>10.2f}{'':>5}"
-                     for n in base["phases"])
-    print(f"{'ratio':>9}  {ratios}{ratio(large['time'], base['time']):>10.2f}"
+    cells = "".join(f"{ratio(large['phases'][name][0], base['phases'][name][0]):>11.2f}{'':>5}"
+                    for name in base["phases"])
+    print(f"{'ratio':>9}{cells}{ratio(large['time'], base['time']):>10.2f}{ratio(large['sql'], base['sql']):>8.2f}"
           f"{ratio(large['queries'], base['queries']):>9.2f}{ratio(large['peak'], base['peak']):>10.2f}")
     print("   queries equal:", "yes" if large["queries"] == base["queries"] else
           f"NO ({base['queries']} -> {large['queries']})")
+    # the queries that slowed down most, matched by position (one profiled run each)
+    before, after = base["queries_log"], large["queries_log"]
+    if before and len(before) == len(after):
+        growth = sorted(zip(before, after), key=lambda pair: pair[1][1] - pair[0][1], reverse=True)
+        print(f"   queries that grew most (ms, one profiled run each):")
+        for (phase, ms_before, _query), (_phase, ms_after, query) in growth[:top]:
+            print(f"   {phase:>8} {ms_before:7.2f} -> {ms_after:7.2f}  {query[:110]}")
 
 
 # ----------------------------------------------------------------------
@@ -463,7 +529,11 @@ def parse_args():
     parser.add_argument("--extra-partners", type=int, default=20000,
                         help="customers added between the two scale runs (default 20000)")
     parser.add_argument("--bench", default="send,scale", help="which benchmarks: send, scale or both")
+    parser.add_argument("--advance-batch-size", type=int,
+                        help="behavioral_email.advance_batch_size for this run (default: the database's)")
     parser.add_argument("--recreate", action="store_true", help="drop and recreate the database first")
+    parser.add_argument("--update", action="store_true",
+                        help=f"update {MODULE} in the database first (done anyway when its source changed)")
     args = parser.parse_args()
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     args.bench = {name.strip() for name in args.bench.split(",")}
@@ -475,14 +545,18 @@ def parse_args():
 def main():
     args = parse_args()
     addons_path = odoo_addons_path()
-    ensure_database(args.db, addons_path, args.recreate)
+    ensure_database(args.db, addons_path, args.recreate, args.update)
+    vacuum(args.db)
     odoo.tools.config.parse_config(["-d", args.db, f"--addons-path={addons_path}", "--log-level=warn"])
     # Odoo 18 still calls werkzeug.urls: its deprecation warnings are noise here
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     registry = Registry(args.db)
     # the addon's crons (and mass_mailing's composer) commit per batch unless
     # the thread is marked as testing: everything here must be rolled back
-    threading.current_thread().testing = True
+    thread = threading.current_thread()
+    thread.testing = True
+    # Odoo's cursor adds each query's duration to these when they exist
+    thread.query_count, thread.query_time = 0, 0.0
     cr = registry.cursor()
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -491,6 +565,11 @@ def main():
         print(f"Odoo {odoo.release.version}, PostgreSQL {cr.fetchone()[0]}, Python {platform.python_version()}, "
               f"{os.cpu_count()} CPU(s); median of {args.repeat} run(s), memory from one traced run")
         shop = Shop(env)
+        params = env["ir.config_parameter"]
+        if args.advance_batch_size:
+            params.set_param("behavioral_email.advance_batch_size", args.advance_batch_size)
+        print(f"batches: behavioral_email.advance_batch_size={params.get_param('behavioral_email.advance_batch_size')}, "
+              f"mail.batch_size={params.get_param('mail.batch_size') or 50} (composer)")
         if "send" in args.bench:
             # compile the templates and fill the registry caches on both paths
             bench_send(env, shop, WARMUP_SIZE, repeat=1, memory=False)

@@ -250,3 +250,24 @@ class TestCartRecovery(BehavioralCommon):
         action = self.alice.with_env(self.env).action_view_behavioral_enrollments()
         self.assertEqual(self.env["behavioral.enrollment"].search(action["domain"]).sequence_id, sequence)
 
+
+    def test_cart_emptied_or_deleted_meanwhile(self):
+        """A cart emptied after email 1 skips the next reminders (the shipped
+        condition); a deleted one ends the enrollment."""
+        emptied = self.make_cart(self.alice)
+        deleted = self.make_cart(self.bob)
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=3))
+        self.assertEqual(len(self._new_mails), 2)
+        with freeze_time(NOW + timedelta(hours=5)):
+            emptied.order_line.unlink()
+            deleted.unlink()
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=1, hours=4))
+        self.assertFalse(self._new_mails)
+        alice = self.enrollments(self.cart_sequence, self.alice)
+        self.assertEqual(alice.trace_ids.sorted("id").mapped("state"), ["sent", "skipped"])
+        self.assertEqual(alice.state, "running")
+        bob = self.enrollments(self.cart_sequence, self.bob)
+        self.assertRecordValues(bob, [{"state": "exited", "exit_reason": "source_missing"}])
+        self.assertEqual(bob.trace_ids.sorted("id")[-1].failure_type, "source_missing")

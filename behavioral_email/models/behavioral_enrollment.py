@@ -16,6 +16,7 @@ EXIT_REASONS = [
     ("opted_out", "Opted out"),
     ("bounced", "Bounced"),
     ("no_email", "No valid email"),
+    ("source_missing", "Source document deleted"),
     ("manual", "Stopped by a user"),
 ]
 
@@ -35,6 +36,7 @@ CONSENT_EXITS = {
     "mail_bounce": "bounced",
     "mail_email_missing": "no_email",
     "mail_email_invalid": "no_email",
+    "source_missing": "source_missing",
 }
 
 

@@ -215,12 +215,22 @@ class BehavioralSequenceStep(models.Model):
         self.ensure_one()
         sequence = self.sequence_id
         outcomes = {}
+        Source = self.env[sequence.source_model].sudo().with_context(active_test=False)
+        # the source document must still exist
+        existing = set(Source.browse(enrollments.mapped("res_id")).exists().ids)
+        for enrollment in enrollments.filtered(lambda e: e.res_id not in existing):
+            outcomes[enrollment.id] = {
+                "state": "canceled", "failure_type": "source_missing",
+                "state_msg": _("The %(model)s this enrollment is about was deleted.",
+                               model=Source._description),
+            }
         # condition on the source document
         condition = literal_eval(self.condition_domain or "[]")
         if condition:
-            matching = set(self.env[sequence.source_model].sudo().with_context(active_test=False).search(
-                expression.AND([condition, [("id", "in", enrollments.mapped("res_id"))]])).ids)
-            for enrollment in enrollments.filtered(lambda e: e.res_id not in matching):
+            pending = enrollments.filtered(lambda e: e.id not in outcomes)
+            matching = set(Source.search(
+                expression.AND([condition, [("id", "in", pending.mapped("res_id"))]])).ids)
+            for enrollment in pending.filtered(lambda e: e.res_id not in matching):
                 outcomes[enrollment.id] = {
                     "state": "skipped", "state_msg": _("The step condition did not match."),
                 }

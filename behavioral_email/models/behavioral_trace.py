@@ -16,8 +16,9 @@ class BehavioralTrace(models.Model):
       nothing was sent and the sequence went on.
     * ``canceled``: consent was missing at send time; ``failure_type`` is one
       of mail_bl (blocklisted), mail_optout (opted out of a topic), mail_bounce
-      (address bounced), mail_email_missing, mail_email_invalid. The
-      enrollment exited.
+      (address bounced), mail_email_missing, mail_email_invalid; or
+      source_missing when the cart, order or contact was deleted meanwhile.
+      The enrollment exited.
     * ``failed``: the step could not run; ``failure_type`` is ``render`` (the
       template did not render for this record) or ``unknown``, ``state_msg``
       holds the error. The enrollment is ``failed`` until retried, when this
@@ -46,6 +47,7 @@ class BehavioralTrace(models.Model):
          ("mail_bounce", "Bounced address"),
          ("mail_email_missing", "Missing email address"),
          ("mail_email_invalid", "Invalid email address"),
+         ("source_missing", "Source document deleted"),
          ("render", "Template error"),
          ("unknown", "Unexpected error")],
         readonly=True)
