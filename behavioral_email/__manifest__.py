@@ -28,6 +28,5 @@
         "demo/behavioral_demo.xml",
     ],
     "post_init_hook": "_post_init_hook",
-    "installable": True,
     "application": True,
 }

@@ -198,6 +198,9 @@ def run_once(env, phases, trace=False, profile=False):
     """
     cr = env.cr
     thread = threading.current_thread()
+    if not hasattr(thread, "query_time"):
+        # Odoo's cursor adds each query's duration to these when they exist
+        thread.query_count, thread.query_time = 0, 0.0
     result = {"phases": {}, "peak": None, "queries_log": []}
     phase_name = None
 
@@ -553,10 +556,7 @@ def main():
     registry = Registry(args.db)
     # the addon's crons (and mass_mailing's composer) commit per batch unless
     # the thread is marked as testing: everything here must be rolled back
-    thread = threading.current_thread()
-    thread.testing = True
-    # Odoo's cursor adds each query's duration to these when they exist
-    thread.query_count, thread.query_time = 0, 0.0
+    threading.current_thread().testing = True
     cr = registry.cursor()
     try:
         env = api.Environment(cr, SUPERUSER_ID, {})

@@ -2,7 +2,7 @@ import logging
 import threading
 from collections import defaultdict
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
@@ -86,7 +86,7 @@ class BehavioralEnrollment(models.Model):
     goal_since = fields.Datetime(
         readonly=True, help="Orders confirmed from this moment on reach the goal.")
     converted_order_id = fields.Many2one(
-        "sale.order", string="Converted Order", ondelete="set null", readonly=True, index="btree_not_null",
+        "sale.order", ondelete="set null", readonly=True, index="btree_not_null",
         help="The order that reached the goal after at least one email of the sequence.")
     dedupe_key = fields.Char(readonly=True, copy=False)
     company_id = fields.Many2one("res.company", index=True, readonly=True)
@@ -136,7 +136,7 @@ class BehavioralEnrollment(models.Model):
     def action_retry(self):
         failed = self.filtered(lambda e: e.state == "failed")
         if not failed:
-            raise UserError(_("Only failed enrollments can be retried."))
+            raise UserError(self.env._("Only failed enrollments can be retried."))
         failed.write({"state": "running", "next_due": fields.Datetime.now(), "state_msg": False})
         self._trigger_advance_cron()
         return True
@@ -212,7 +212,7 @@ class BehavioralEnrollment(models.Model):
             if not getattr(threading.current_thread(), "testing", False):
                 # The batch's mails, traces and enrollment moves form one unit:
                 # commit it before claiming the next batch.
-                self.env.cr.commit()
+                self.env.cr.commit()  # pylint: disable=invalid-commit
             self.env.invalidate_all()
             if len(ids) < batch_size:
                 break
@@ -226,7 +226,7 @@ class BehavioralEnrollment(models.Model):
         """Advance a claimed batch; one record that cannot advance is marked
         failed with its error, the others go on (see ``run_isolated``)."""
         run_isolated(self, "_advance", lambda enrollment, exc: enrollment.write({
-            "state": "failed", "state_msg": _("Unexpected error: %s", exc),
+            "state": "failed", "state_msg": self.env._("Unexpected error: %s", exc),
         }))
 
     def _advance(self):
@@ -266,7 +266,7 @@ class BehavioralEnrollment(models.Model):
                 for enrollment in group:
                     outcomes[enrollment.id] = {
                         "state": "failed", "failure_type": "unknown",
-                        "state_msg": _("Unexpected error: %s", exc),
+                        "state_msg": self.env._("Unexpected error: %s", exc),
                     }
         self._record_outcomes(enrollments, outcomes)
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from psycopg2 import IntegrityError
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
@@ -94,7 +94,7 @@ class BehavioralSequence(models.Model):
     # sending
     email_from = fields.Char(
         "Send From", compute="_compute_email_from", store=True, readonly=False, precompute=True)
-    reply_to = fields.Char("Reply To")
+    reply_to = fields.Char()
     campaign_id = fields.Many2one(
         "utm.campaign", string="UTM Campaign", ondelete="restrict", copy=False,
         help="Links in the emails carry this campaign, so that orders can be attributed.")
@@ -163,7 +163,7 @@ class BehavioralSequence(models.Model):
                     domain = literal_eval(sequence[fname] or "[]")
                     self.env[model].sudo().search_count(domain, limit=1)
                 except Exception as exc:
-                    raise ValidationError(_(
+                    raise ValidationError(self.env._(
                         "The %(field)s of sequence %(sequence)s is not a valid domain: %(error)s",
                         field=self._fields[fname].string, sequence=sequence.name, error=exc)) from exc
 
@@ -171,15 +171,15 @@ class BehavioralSequence(models.Model):
     def _check_windows(self):
         for sequence in self:
             if sequence.entry_window_hours <= 0:
-                raise ValidationError(_("The entry window must be at least one hour."))
+                raise ValidationError(self.env._("The entry window must be at least one hour."))
             if sequence.cart_idle_hours < 0:
-                raise ValidationError(_("The idle threshold cannot be negative."))
+                raise ValidationError(self.env._("The idle threshold cannot be negative."))
 
     @api.constrains("consent_mode", "mailing_list_ids")
     def _check_consent_mode(self):
         for sequence in self:
             if sequence.consent_mode == "subscribed" and not sequence.mailing_list_ids:
-                raise ValidationError(_(
+                raise ValidationError(self.env._(
                     "Sequence %(name)s sends to subscribers only: choose the topic lists they subscribe to.",
                     name=sequence.name))
 
@@ -191,7 +191,7 @@ class BehavioralSequence(models.Model):
         """Only administrators may bypass marketing consent."""
         if any(vals.get("consent_mode") == "transactional" for vals in vals_list) \
                 and not self.env.su and not self.env.user.has_group("behavioral_email.group_behavioral_manager"):
-            raise AccessError(_("Only Behavioral Email administrators can make a sequence transactional."))
+            raise AccessError(self.env._("Only Behavioral Email administrators can make a sequence transactional."))
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -206,7 +206,7 @@ class BehavioralSequence(models.Model):
         self._check_transactional_right([vals])
         if "trigger_type" in vals and any(
                 s.state == "running" and s.trigger_type != vals["trigger_type"] for s in self):
-            raise UserError(_("Pause the sequence before changing its trigger."))
+            raise UserError(self.env._("Pause the sequence before changing its trigger."))
         res = super().write(vals)
         if {"email_from", "reply_to", "campaign_id", "name"} & set(vals):
             self.step_ids._sync_mailing()
@@ -215,7 +215,7 @@ class BehavioralSequence(models.Model):
     def copy_data(self, default=None):
         vals_list = super().copy_data(default=default)
         for sequence, vals in zip(self, vals_list):
-            vals.setdefault("name", _("%s (copy)", sequence.name))
+            vals.setdefault("name", self.env._("%s (copy)", sequence.name))
         return vals_list
 
     # ------------------------------------------------------------
@@ -225,13 +225,13 @@ class BehavioralSequence(models.Model):
     def action_start(self):
         for sequence in self:
             if not sequence.step_ids:
-                raise UserError(_(
+                raise UserError(self.env._(
                     "Sequence “%(name)s” has no step: add at least one email before starting it.",
                     name=sequence.name))
             for step in sequence.step_ids:
                 problem = step._get_content_problem()
                 if problem:
-                    raise UserError(_(
+                    raise UserError(self.env._(
                         "Sequence “%(name)s” cannot start: step %(step)s %(problem)s",
                         name=sequence.name, step=step.display_name, problem=problem))
         self.write({"state": "running"})
@@ -246,7 +246,7 @@ class BehavioralSequence(models.Model):
 
     def action_draft(self):
         if any(s.running_count for s in self):
-            raise UserError(_("A sequence with running enrollments can only be paused."))
+            raise UserError(self.env._("A sequence with running enrollments can only be paused."))
         self.write({"state": "draft"})
         return True
 
@@ -264,7 +264,7 @@ class BehavioralSequence(models.Model):
         ]).converted_order_id
         return {
             "type": "ir.actions.act_window",
-            "name": _("Orders converted by %s", self.name),
+            "name": self.env._("Orders converted by %s", self.name),
             "res_model": "sale.order",
             "view_mode": "list,form",
             "domain": [("id", "in", orders.ids)],
@@ -291,7 +291,7 @@ class BehavioralSequence(models.Model):
         """Websites whose carts a running abandoned-cart sequence takes care of."""
         sequences = self.sudo().search([("state", "=", "running"), ("trigger_type", "=", "cart_abandoned")])
         if sequences.filtered(lambda s: not s.website_id):
-            return self.env["website"].sudo().search([])
+            return self.env["website"].sudo().search([])  # pylint: disable=no-search-all
         return sequences.website_id
 
     def _get_consent_failures(self, partners):
@@ -383,13 +383,13 @@ class BehavioralSequence(models.Model):
         for trigger in triggers:
             payload = trigger.payload or {}
             if not first_step:
-                refuse(trigger, _("the sequence has no step"))
+                refuse(trigger, self.env._("the sequence has no step"))
             elif self.company_id and trigger.company_id and trigger.company_id != self.company_id:
                 continue
             elif trigger.occurred_at < oldest:
-                refuse(trigger, _("older than the entry window"))
+                refuse(trigger, self.env._("older than the entry window"))
             elif not trigger.partner_id:
-                refuse(trigger, _("no customer"))
+                refuse(trigger, self.env._("no customer"))
             elif self.website_id and payload.get("website_id") and payload["website_id"] != self.website_id.id:
                 continue
             elif (self.trigger_type == "cart_abandoned"
@@ -421,11 +421,11 @@ class BehavioralSequence(models.Model):
         candidates = self.env["behavioral.trigger"]
         for trigger in accepted:
             if trigger.res_id not in matching:
-                refuse(trigger, _("the source document is gone or does not match the filter"))
+                refuse(trigger, self.env._("the source document is gone or does not match the filter"))
             elif trigger.partner_id in internal:
-                refuse(trigger, _("the customer is an internal user"))
+                refuse(trigger, self.env._("the customer is an internal user"))
             elif trigger.partner_id not in matching_partners:
-                refuse(trigger, _("the customer does not match the filter"))
+                refuse(trigger, self.env._("the customer does not match the filter"))
             else:
                 candidates |= trigger
 
@@ -436,7 +436,7 @@ class BehavioralSequence(models.Model):
                 for trigger in candidates
             ])
             for trigger in candidates.filtered(lambda t: t.id in reached):
-                refuse(trigger, _("goal already reached"))
+                refuse(trigger, self.env._("goal already reached"))
             candidates = candidates.filtered(lambda t: t.id not in reached)
 
         # re-entry rule, against existing enrollments and within the batch
@@ -449,14 +449,14 @@ class BehavioralSequence(models.Model):
         for trigger in candidates:
             key = keys[trigger.id]
             if key in existing:
-                refuse(trigger, _("already enrolled (re-entry rule)"))
+                refuse(trigger, self.env._("already enrolled (re-entry rule)"))
                 continue
             existing.add(key)
             failure = consent.get(trigger.partner_id.id)
             if failure:
                 # Kept as an exited enrollment with a canceled trace, so that
                 # the refusal and its reason show in the sequence's results.
-                refuse(trigger, _("no consent (%s)", failure_labels.get(failure)))
+                refuse(trigger, self.env._("no consent (%s)", failure_labels.get(failure)))
                 refused_vals.append(dict(
                     self._prepare_enrollment_values(trigger, key),
                     state="exited",
@@ -516,5 +516,5 @@ class BehavioralSequence(models.Model):
                     created |= Enrollment.create(vals)
             except IntegrityError:
                 notes[vals["trigger_id"]].append(
-                    f"{self.name}: " + _("already enrolled (re-entry rule)"))
+                    f"{self.name}: " + self.env._("already enrolled (re-entry rule)"))
         return created

@@ -5,7 +5,7 @@ from datetime import timedelta
 import lxml.html
 from markupsafe import Markup
 
-from odoo import _, api, fields, models, tools
+from odoo import api, fields, models, tools
 from odoo.addons.link_tracker.tools.html import find_links_with_urls_and_labels
 from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
@@ -49,10 +49,10 @@ class BehavioralSequenceStep(models.Model):
         "behavioral.sequence", required=True, ondelete="cascade", index=True)
     sequence = fields.Integer("Order", default=10)
     name = fields.Char(compute="_compute_name", store=True, readonly=False)
-    delay_value = fields.Integer("Delay", default=0, required=True)
+    delay_value = fields.Integer("Delay", required=True)
     delay_unit = fields.Selection(
         [("minutes", "Minutes"), ("hours", "Hours"), ("days", "Days"), ("weeks", "Weeks")],
-        string="Delay Unit", default="days", required=True)
+        default="days", required=True)
     condition_domain = fields.Char(
         "Condition", default="[]",
         help="Checked on the source document (cart, order or contact) when the step is due: "
@@ -73,7 +73,7 @@ class BehavioralSequenceStep(models.Model):
     @api.depends("mailing_id.subject")
     def _compute_name(self):
         for step in self:
-            step.name = step.mailing_id.subject or step.name or _("New email")
+            step.name = step.mailing_id.subject or step.name or self.env._("New email")
 
     def _compute_statistics(self):
         data = self.env["behavioral.trace"]._read_group(
@@ -98,7 +98,7 @@ class BehavioralSequenceStep(models.Model):
     @api.constrains("delay_value")
     def _check_delay(self):
         if any(step.delay_value < 0 for step in self):
-            raise ValidationError(_("A step delay cannot be negative."))
+            raise ValidationError(self.env._("A step delay cannot be negative."))
 
     @api.constrains("condition_domain")
     def _check_condition(self):
@@ -107,7 +107,7 @@ class BehavioralSequenceStep(models.Model):
                 domain = literal_eval(step.condition_domain or "[]")
                 self.env[step.sequence_id.source_model].sudo().search_count(domain, limit=1)
             except Exception as exc:
-                raise ValidationError(_(
+                raise ValidationError(self.env._(
                     "The condition of step %(step)s is not a valid domain: %(error)s",
                     step=step.display_name, error=exc)) from exc
 
@@ -130,14 +130,17 @@ class BehavioralSequenceStep(models.Model):
         steps._sync_mailing()
         return steps
 
-    def unlink(self):
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_waiting_enrollments(self):
         waiting = self.env["behavioral.enrollment"].sudo().search_count([
             ("step_id", "in", self.ids), ("state", "in", ("running", "failed")),
         ])
         if waiting:
-            raise UserError(_(
+            raise UserError(self.env._(
                 "%(count)s enrollment(s) are waiting for this step. Pause the sequence and stop "
                 "them, or keep the step and change its content instead.", count=waiting))
+
+    def unlink(self):
         mailings = self.mailing_id
         res = super().unlink()
         # Keep the mailings that already sent something: their traces are the history.
@@ -153,7 +156,7 @@ class BehavioralSequenceStep(models.Model):
     @api.model
     def _prepare_mailing_values(self, content):
         return {
-            "subject": content.get("subject") or _("New email"),
+            "subject": content.get("subject") or self.env._("New email"),
             "preview": content.get("preview") or False,
             "body_html": content.get("body_html") or False,
             "mailing_model_id": self.env["ir.model"]._get_id("behavioral.enrollment"),
@@ -190,11 +193,11 @@ class BehavioralSequenceStep(models.Model):
         """Why this step cannot be sent as it is (a sentence), or False."""
         self.ensure_one()
         if not self.mailing_id or not (self.subject or "").strip():
-            return _("has no subject.")
+            return self.env._("has no subject.")
         if not self.mailing_id.email_from:
-            return _("has no sender: set the sequence's Send From address.")
+            return self.env._("has no sender: set the sequence's Send From address.")
         if is_html_empty(self.body_html):
-            return _("has no content.")
+            return self.env._("has no content.")
         return False
 
     def _get_next_step(self):
@@ -221,7 +224,7 @@ class BehavioralSequenceStep(models.Model):
         for enrollment in enrollments.filtered(lambda e: e.res_id not in existing):
             outcomes[enrollment.id] = {
                 "state": "canceled", "failure_type": "source_missing",
-                "state_msg": _("The %(model)s this enrollment is about was deleted.",
+                "state_msg": self.env._("The %(model)s this enrollment is about was deleted.",
                                model=Source._description),
             }
         # condition on the source document
@@ -232,7 +235,7 @@ class BehavioralSequenceStep(models.Model):
                 expression.AND([condition, [("id", "in", pending.mapped("res_id"))]])).ids)
             for enrollment in pending.filtered(lambda e: e.res_id not in matching):
                 outcomes[enrollment.id] = {
-                    "state": "skipped", "state_msg": _("The step condition did not match."),
+                    "state": "skipped", "state_msg": self.env._("The step condition did not match."),
                 }
         pending = enrollments.filtered(lambda e: e.id not in outcomes)
         # consent, checked at send time for the whole group
@@ -345,7 +348,7 @@ class BehavioralSequenceStep(models.Model):
             except Exception as exc:  # noqa: BLE001 - recorded on the trace
                 _logger.warning("behavioral_email: step %s does not render for enrollment %s: %s",
                                 self.id, enrollment_id, exc)
-                errors[enrollment_id] = _("The email could not be rendered: %s", self._describe_error(exc))
+                errors[enrollment_id] = self.env._("The email could not be rendered: %s", self._describe_error(exc))
         return rendered, errors
 
     @api.model
@@ -365,7 +368,7 @@ class BehavioralSequenceStep(models.Model):
         previews = mailing._render_field("preview", res_ids, compute_lang=True) if mailing.preview else {}
         for res_id in res_ids:
             if not (subjects[res_id] or "").strip():
-                raise ValueError(_("the subject renders empty"))
+                raise ValueError(self.env._("the subject renders empty"))
         return {
             res_id: {"subject": subjects[res_id], "body": bodies[res_id], "preview": previews.get(res_id)}
             for res_id in res_ids
@@ -423,4 +426,4 @@ class BehavioralSequenceStep(models.Model):
         return Markup(
             '<div style="margin:16px 0 0 0;text-align:center;font-size:12px;color:#888888;">'
             '<a href="%s/unsubscribe_from_list" style="color:#888888;">%s</a></div>'
-        ) % (base_url, _("Unsubscribe"))
+        ) % (base_url, self.env._("Unsubscribe"))

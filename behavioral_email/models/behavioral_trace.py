@@ -59,7 +59,7 @@ class BehavioralTrace(models.Model):
         "Mail ID", readonly=True, index="btree_not_null",
         help="Id of the mail.mail, kept once the mail is deleted after sending.")
     mailing_trace_id = fields.Many2one(
-        "mailing.trace", string="Mailing Trace", ondelete="set null", readonly=True, index="btree_not_null")
+        "mailing.trace", ondelete="set null", readonly=True, index="btree_not_null")
     trace_status = fields.Selection(related="mailing_trace_id.trace_status", string="Delivery")
     open_datetime = fields.Datetime(related="mailing_trace_id.open_datetime")
     links_click_datetime = fields.Datetime(related="mailing_trace_id.links_click_datetime", string="Clicked On")

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from psycopg2.extras import Json
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.tools import SQL
 
 from ..tools import run_isolated
@@ -169,7 +169,7 @@ class BehavioralTrigger(models.Model):
         ])
         if not sequences:
             return []
-        websites = self.env["website"].sudo().search([])
+        websites = self.env["website"].sudo().search([])  # pylint: disable=no-search-all
         # (website, idle minutes) -> the longest entry window that needs it
         windows = {}
         for sequence in sequences:
@@ -273,7 +273,7 @@ class BehavioralTrigger(models.Model):
             if self._can_commit():
                 # One batch is one unit of work: commit it so that a crash
                 # later on never re-evaluates (and re-enrolls) these triggers.
-                self.env.cr.commit()
+                self.env.cr.commit()  # pylint: disable=invalid-commit
             self.env.invalidate_all()
             if len(ids) < batch_size:
                 break
@@ -287,7 +287,7 @@ class BehavioralTrigger(models.Model):
         """Evaluate a claimed batch; a trigger that cannot be evaluated is
         marked ``error`` with its message, the others go on."""
         run_isolated(self, "_enroll", lambda trigger, exc: trigger.write({
-            "state": "error", "state_msg": _("Unexpected error: %s", exc),
+            "state": "error", "state_msg": self.env._("Unexpected error: %s", exc),
         }))
 
     def _enroll(self):
@@ -308,7 +308,7 @@ class BehavioralTrigger(models.Model):
             except Exception as exc:  # noqa: BLE001 - one sequence must not block the others
                 _logger.exception("behavioral_email: enrollment failed for sequence %s", sequence.id)
                 for trigger in candidates:
-                    notes[trigger.id].append(_("%(sequence)s: error: %(error)s",
+                    notes[trigger.id].append(self.env._("%(sequence)s: error: %(error)s",
                                                sequence=sequence.name, error=exc))
         self._mark_done(notes)
         enrollments._schedule_advance()
@@ -346,7 +346,7 @@ class BehavioralTrigger(models.Model):
             self.env["ir.cron"]._notify_progress(done=done, remaining=0 if len(ids) < batch_size else batch_size)
             if self._can_commit():
                 # each deleted batch is final: commit it before the next
-                self.env.cr.commit()
+                self.env.cr.commit()  # pylint: disable=invalid-commit
             if len(ids) < batch_size:
                 break
         return done

@@ -51,7 +51,8 @@ class SaleOrder(models.Model):
     def _behavioral_capture_confirmed(self):
         """One 'order_confirmed' trigger per confirmed order of a real customer."""
         try:
-            public_partners = self.env["website"].sudo().search([]).user_id.partner_id
+            websites = self.env["website"].sudo().search([])  # pylint: disable=no-search-all
+            public_partners = websites.user_id.partner_id
             vals_list = [{
                 "trigger_type": "order_confirmed",
                 "partner_id": order.partner_id.id,
