@@ -3,7 +3,8 @@
 
     python3 bench/run.py [--db NAME] [--sizes 100,500] [--repeat 3]
                          [--scale-carts 50] [--extra-partners 20000]
-                         [--bench send,scale] [--recreate]
+                         [--bench send,scale] [--advance-batch-size N]
+                         [--page-ms MS] [--recreate] [--update]
 
 A "send"   N enrollments due on the first email of the abandoned-cart
            sequence, advanced by ``behavioral.enrollment._cron_advance``,
@@ -14,8 +15,7 @@ A "send"   N enrollments due on the first email of the abandoned-cart
 B "scale"  ``_cron_detect`` + ``_cron_enroll`` + ``_cron_advance`` for a few
            new carts with the partner table at its base size, then again
            for other new carts once ``--extra-partners`` customers (with
-           their capture history and a share of blocklisted addresses) were
-           added.
+           their processed capture history) were added.
 
 Speed and memory are reported as RATIOS against the other path, measured
 on the same machine in the same run; nothing here asserts a duration.
@@ -25,10 +25,13 @@ database is left exactly as it was. Each measured run starts from a
 savepoint and is rolled back too, so that every repetition and every path
 starts from the same state. Mails are only queued (``mail.mail`` rows),
 never sent: no SMTP server is involved and nothing in Odoo is patched.
+The shop's base URL points to a stub web server run by the benchmark (see
+PageStub): Odoo's link tracker fetches every new link's page.
 """
 import argparse
 import contextlib
 import gc
+import http.server
 import logging
 import os
 import platform
@@ -73,6 +76,48 @@ QUIET = {
 WARMUP_SIZE = 5
 
 _logger = logging.getLogger("bench")
+
+
+class PageStub:
+    """The shop's web server, as far as the benchmark needs one.
+
+    ``web.base.url`` points here during the run. Odoo's link tracker fetches
+    the page of every new tracked link to read its title
+    (``link.tracker.create`` -> ``_get_title_from_url``, an HTTP GET with a
+    3 s timeout): this server answers each GET after ``delay`` seconds
+    (0 by default: a lower bound for a real shop page) and counts them.
+    """
+
+    def __init__(self, delay=0.0):
+        stub = self
+        self.delay = delay
+        self.hits = 0
+        self._lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with stub._lock:
+                    stub.hits += 1
+                if stub.delay:
+                    time.sleep(stub.delay)
+                body = b"<html><head><title>Shop</title></head><body></body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # ----------------------------------------------------------------------
@@ -181,7 +226,7 @@ def _last_id(cr, table):
     return cr.fetchone()[0]
 
 
-def run_once(env, phases, trace=False, profile=False):
+def run_once(env, phases, pages, trace=False, profile=False):
     """Run the phases once from the current state and roll them back.
 
     Pending writes are flushed and every cache is invalidated before; the
@@ -190,11 +235,13 @@ def run_once(env, phases, trace=False, profile=False):
     (``query_time``), i.e. PostgreSQL plus the round trip.
 
     :param phases: [(name, callable)]
+    :param pages: the PageStub the shop's links point to
     :param trace: measure the peak of Python memory (tracemalloc)
     :param profile: keep every query with its duration (``query_hooks``)
     :return dict: phases {name: (seconds, queries, sql seconds)}, peak
         (bytes, traced runs only), queries_log ([(phase, ms, query)] with
-        profile), mails (mail.mail created), body (average length)
+        profile), mails (mail.mail created), body (average length), http
+        (pages fetched from the shop, see PageStub)
     """
     cr = env.cr
     thread = threading.current_thread()
@@ -211,6 +258,7 @@ def run_once(env, phases, trace=False, profile=False):
     with rolled_back(env):
         env.invalidate_all()
         last_mail = _last_id(cr, "mail_mail")
+        hits = pages.hits
         gc.collect()
         if trace:
             tracemalloc.start()
@@ -232,18 +280,24 @@ def run_once(env, phases, trace=False, profile=False):
             if trace:
                 tracemalloc.stop()
         result["mails"], result["body"] = _new_mails(cr, last_mail)
+        result["http"] = pages.hits - hits
     return result
 
 
-def measure(env, phases, repeat, memory=True, profile=False):
+def measure(env, phases, pages, repeat, memory=True, profile=False):
     """``repeat`` runs for time and queries (the fastest run is kept:
     background load only ever adds time), then one run under
     tracemalloc for the peak memory (tracing slows Python down, so it is
-    kept apart from the timed runs), and with ``profile`` one more run that
-    logs every query."""
-    runs = [run_once(env, phases) for _ in range(repeat)]
-    traced = run_once(env, phases, trace=True) if memory else None
-    profiled = run_once(env, phases, profile=True) if profile else None
+    kept apart from the timed runs), and with ``profile`` ``repeat`` more
+    runs that log every query."""
+    runs = [run_once(env, phases, pages) for _ in range(repeat)]
+    traced = run_once(env, phases, pages, trace=True) if memory else None
+    # per query, the fastest of ``repeat`` profiled runs (matched by position)
+    profiled = [run_once(env, phases, pages, profile=True)["queries_log"] for _ in range(repeat)] if profile else []
+    queries_log = None
+    if profiled and len({len(log) for log in profiled}) == 1:
+        queries_log = [(entries[0][0], min(ms for _phase, ms, _query in entries), entries[0][2])
+                       for entries in zip(*profiled)]
     result = {
         "phases": {
             name: tuple(min(run["phases"][name][i] for run in runs) for i in range(3))
@@ -251,8 +305,9 @@ def measure(env, phases, repeat, memory=True, profile=False):
         },
         "mails": runs[0]["mails"],
         "body": runs[0]["body"],
+        "http": runs[0]["http"],
         "peak": traced and traced["peak"],
-        "queries_log": profiled and profiled["queries_log"],
+        "queries_log": queries_log,
     }
     for key, index in (("time", 0), ("queries", 1), ("sql", 2)):
         result[key] = sum(values[index] for values in result["phases"].values())
@@ -269,9 +324,13 @@ class Shop:
     """A website, two products and the shipped abandoned-cart sequence,
     running alone: other sequences paused, queues emptied."""
 
-    def __init__(self, env):
+    def __init__(self, env, pages):
         self.env = env
+        self.pages = pages
         self.website = env["website"].search([], order="id", limit=1)
+        # links in the emails point to the stub shop (see PageStub)
+        env["ir.config_parameter"].set_param("web.base.url", pages.url)
+        self.website.domain = False
         self.products = env["product.product"].with_context(**QUIET).create([{
             "name": name, "list_price": price, "sale_ok": True, "is_published": True,
             "type": "consu", "taxes_id": [(5, 0, 0)],
@@ -403,11 +462,13 @@ def bench_send(env, shop, size, repeat, memory=True):
         partner_mailing = shop.mailing("res.partner", shop.partner_body())
         cart_mailing = shop.mailing("sale.order", shop.cart_body())
         results = {
-            "ours": measure(env, [("advance", Enrollment._cron_advance)], repeat, memory),
+            "ours": measure(env, [("advance", Enrollment._cron_advance)], shop.pages, repeat, memory),
             "odoo: partner mailing": measure(env, [(
-                "send", lambda: partner_mailing.action_send_mail(res_ids=partners.ids))], repeat, memory),
+                "send", lambda: partner_mailing.action_send_mail(res_ids=partners.ids),
+            )], shop.pages, repeat, memory),
             "odoo: cart mailing": measure(env, [(
-                "send", lambda: cart_mailing.action_send_mail(res_ids=carts.ids))], repeat, memory),
+                "send", lambda: cart_mailing.action_send_mail(res_ids=carts.ids),
+            )], shop.pages, repeat, memory),
         }
     for name, result in results.items():
         if result["mails"] != size:
@@ -429,7 +490,7 @@ def bench_scale_round(env, shop, carts_count, repeat):
             ("detect", Trigger._cron_detect),
             ("enroll", Trigger._cron_enroll),
             ("advance", Enrollment._cron_advance),
-        ], repeat, profile=True)
+        ], shop.pages, repeat, profile=True)
         env.cr.execute(SQL("SELECT count(*) FROM res_partner"))
         result["partners"] = env.cr.fetchone()[0]
     if result["mails"] != carts_count:
@@ -475,11 +536,11 @@ def print_send(all_results):
     print()
     print("A. send: N due cart emails queued as mail.mail")
     print(f"{'N':>6}  {'path':<24}{'time s':>9}{'sql s':>8}{'queries':>9}{'peak MiB':>10}"
-          f"{'mails':>7}{'body KiB':>10}")
+          f"{'mails':>7}{'body KiB':>10}{'http':>6}")
     for size, results in all_results:
         for name, res in results.items():
             print(f"{size:>6}  {name:<24}{res['time']:>9.3f}{res['sql']:>8.3f}{res['queries']:>9}"
-                  f"{mib(res['peak']):>10.1f}{res['mails']:>7}{res['body'] / 1024:>10.1f}")
+                  f"{mib(res['peak']):>10.1f}{res['mails']:>7}{res['body'] / 1024:>10.1f}{res['http']:>6}")
         ours = results["ours"]
         for name, res in results.items():
             if name != "ours":
@@ -499,22 +560,22 @@ def print_scale(base, large, carts_count, top=3):
     print()
     print(f"B. scale: detect + enroll + advance for {carts_count} new carts")
     header = "".join(f"{name + ' s':>11}{'q':>5}" for name in base["phases"])
-    print(f"{'partners':>9}{header}{'total s':>10}{'sql s':>8}{'queries':>9}{'peak MiB':>10}{'mails':>7}")
+    print(f"{'partners':>9}{header}{'total s':>10}{'sql s':>8}{'queries':>9}{'peak MiB':>10}{'mails':>7}{'http':>6}")
     for res in (base, large):
         cells = "".join(f"{t:>11.3f}{q:>5}" for t, q, _sql in res["phases"].values())
         print(f"{res['partners']:>9}{cells}{res['time']:>10.3f}{res['sql']:>8.3f}{res['queries']:>9}"
-              f"{mib(res['peak']):>10.1f}{res['mails']:>7}")
+              f"{mib(res['peak']):>10.1f}{res['mails']:>7}{res['http']:>6}")
     cells = "".join(f"{ratio(large['phases'][name][0], base['phases'][name][0]):>11.2f}{'':>5}"
                     for name in base["phases"])
     print(f"{'ratio':>9}{cells}{ratio(large['time'], base['time']):>10.2f}{ratio(large['sql'], base['sql']):>8.2f}"
           f"{ratio(large['queries'], base['queries']):>9.2f}{ratio(large['peak'], base['peak']):>10.2f}")
     print("   queries equal:", "yes" if large["queries"] == base["queries"] else
           f"NO ({base['queries']} -> {large['queries']})")
-    # the queries that slowed down most, matched by position (one profiled run each)
+    # the queries that slowed down most, matched by position (same queries, same order)
     before, after = base["queries_log"], large["queries_log"]
     if before and len(before) == len(after):
         growth = sorted(zip(before, after), key=lambda pair: pair[1][1] - pair[0][1], reverse=True)
-        print(f"   queries that grew most (ms, one profiled run each):")
+        print("   queries that grew most (ms, fastest of the profiled runs):")
         for (phase, ms_before, _query), (_phase, ms_after, query) in growth[:top]:
             print(f"   {phase:>8} {ms_before:7.2f} -> {ms_after:7.2f}  {query[:110]}")
 
@@ -534,6 +595,8 @@ def parse_args():
     parser.add_argument("--bench", default="send,scale", help="which benchmarks: send, scale or both")
     parser.add_argument("--advance-batch-size", type=int,
                         help="behavioral_email.advance_batch_size for this run (default: the database's)")
+    parser.add_argument("--page-ms", type=float, default=0.0,
+                        help="how long the stub shop takes to answer a page fetch, in ms (default 0)")
     parser.add_argument("--recreate", action="store_true", help="drop and recreate the database first")
     parser.add_argument("--update", action="store_true",
                         help=f"update {MODULE} in the database first (done anyway when its source changed)")
@@ -554,6 +617,7 @@ def main():
     # Odoo 18 still calls werkzeug.urls: its deprecation warnings are noise here
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     registry = Registry(args.db)
+    pages = PageStub(args.page_ms / 1000)
     # the addon's crons (and mass_mailing's composer) commit per batch unless
     # the thread is marked as testing: everything here must be rolled back
     threading.current_thread().testing = True
@@ -564,7 +628,7 @@ def main():
         print(f"behavioral_email benchmarks, {datetime.now():%Y-%m-%d %H:%M}, database {args.db}")
         print(f"Odoo {odoo.release.version}, PostgreSQL {cr.fetchone()[0]}, Python {platform.python_version()}, "
               f"{os.cpu_count()} CPU(s); fastest of {args.repeat} run(s), memory from one traced run")
-        shop = Shop(env)
+        shop = Shop(env, pages)
         params = env["ir.config_parameter"]
         if args.advance_batch_size:
             params.set_param("behavioral_email.advance_batch_size", args.advance_batch_size)
@@ -575,14 +639,14 @@ def main():
             bench_send(env, shop, WARMUP_SIZE, repeat=1, memory=False)
             print_send([(size, bench_send(env, shop, size, args.repeat)) for size in args.sizes])
         if "scale" in args.bench:
-            with rolled_back(env):
-                bench_scale_round(env, shop, WARMUP_SIZE, repeat=1)  # warm-up
+            bench_scale_round(env, shop, WARMUP_SIZE, repeat=1)  # warm-up
             base, large = bench_scale(env, shop, args.scale_carts, args.extra_partners, args.repeat)
             print_scale(base, large, args.scale_carts)
     finally:
         # never keep benchmark data
         cr.rollback()
         cr.close()
+        pages.close()
     left = bench_rows_left(args.db)
     print()
     print("rolled back:", "yes, no benchmark data left" if not left else f"NO, {left} customers left")

@@ -28,6 +28,7 @@ class TestPostPurchaseAndWelcome(BehavioralCommon):
             self.run_crons(NOW + timedelta(minutes=1))
         thanks = self.assertQueued(self.bob, sequence=self.order_sequence)
         self.assertEqual(thanks.subject, f"Thank you for your order {order.name}")
+        self.assertEqual(self.enrollments(self.order_sequence, self.bob).trace_ids.subject, thanks.subject)
         self.assertIn("Olive Tree", thanks.body_html)
 
         steps = self.order_sequence.step_ids.sorted()

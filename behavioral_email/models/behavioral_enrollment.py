@@ -27,6 +27,7 @@ TRACE_DEFAULTS = {
     "mail_mail_id": False,
     "mail_mail_id_int": 0,
     "mailing_trace_id": False,
+    "subject": False,
 }
 
 # failure type of a canceled trace -> exit reason of its enrollment

@@ -317,6 +317,7 @@ class BehavioralSequenceStep(models.Model):
         for enrollment, mail in zip(to_send, mails):
             outcomes[enrollment.id] = {
                 "state": "sent",
+                "subject": rendered[enrollment.id]["subject"],
                 "mail_mail_id": mail.id,
                 "mail_mail_id_int": mail.id,
                 "mailing_trace_id": mail.mailing_trace_ids[:1].id,

@@ -52,6 +52,7 @@ class BehavioralTrace(models.Model):
          ("unknown", "Unexpected error")],
         readonly=True)
     state_msg = fields.Text("Message", readonly=True)
+    subject = fields.Char(readonly=True, help="The subject as it was rendered for this customer.")
     executed_at = fields.Datetime("Run On", readonly=True, index=True)
     mail_mail_id = fields.Many2one("mail.mail", string="Mail", ondelete="set null", readonly=True,
                                    index="btree_not_null")
