@@ -1,12 +1,11 @@
 import logging
-import threading
 from collections import defaultdict
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..tools import run_isolated
+from ..tools import can_commit, run_isolated
 
 _logger = logging.getLogger(__name__)
 
@@ -210,7 +209,7 @@ class BehavioralEnrollment(models.Model):
                     WHERE e.state = 'running' AND e.next_due <= %s AND s.state = 'running'""", now))
             remaining = self.env.cr.fetchone()[0]
             self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
-            if not getattr(threading.current_thread(), "testing", False):
+            if can_commit(self.env):
                 # The batch's mails, traces and enrollment moves form one unit:
                 # commit it before claiming the next batch.
                 self.env.cr.commit()  # pylint: disable=invalid-commit

@@ -1,6 +1,5 @@
 import json
 import logging
-import threading
 from datetime import timedelta
 
 from psycopg2.extras import Json
@@ -8,7 +7,7 @@ from psycopg2.extras import Json
 from odoo import api, fields, models
 from odoo.tools import SQL
 
-from ..tools import run_isolated
+from ..tools import can_commit, run_isolated
 
 _logger = logging.getLogger(__name__)
 
@@ -270,7 +269,7 @@ class BehavioralTrigger(models.Model):
             self.env.cr.execute(SQL("SELECT count(*) FROM behavioral_trigger WHERE state = 'new'"))
             remaining = self.env.cr.fetchone()[0]
             self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
-            if self._can_commit():
+            if can_commit(self.env):
                 # One batch is one unit of work: commit it so that a crash
                 # later on never re-evaluates (and re-enrolls) these triggers.
                 self.env.cr.commit()  # pylint: disable=invalid-commit
@@ -278,10 +277,6 @@ class BehavioralTrigger(models.Model):
             if len(ids) < batch_size:
                 break
         return done
-
-    @api.model
-    def _can_commit(self):
-        return not getattr(threading.current_thread(), "testing", False)
 
     def _enroll_safely(self):
         """Evaluate a claimed batch; a trigger that cannot be evaluated is
@@ -344,7 +339,7 @@ class BehavioralTrigger(models.Model):
             self.browse(ids).unlink()
             done += len(ids)
             self.env["ir.cron"]._notify_progress(done=done, remaining=0 if len(ids) < batch_size else batch_size)
-            if self._can_commit():
+            if can_commit(self.env):
                 # each deleted batch is final: commit it before the next
                 self.env.cr.commit()  # pylint: disable=invalid-commit
             if len(ids) < batch_size:

@@ -1,1 +1,1 @@
-from .batch import run_isolated
+from .batch import can_commit, run_isolated

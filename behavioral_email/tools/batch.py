@@ -1,4 +1,5 @@
 import logging
+import threading
 
 _logger = logging.getLogger(__name__)
 
@@ -26,3 +27,9 @@ def run_isolated(records, method, on_error):
             _logger.exception("behavioral_email: %s failed on %s", method, record)
             records.env.invalidate_all()
             on_error(record, exc)
+
+
+def can_commit(env):
+    """Whether a cron may commit between batches: never under tests, where the
+    whole test runs in one transaction that is rolled back at its end."""
+    return not (getattr(threading.current_thread(), "testing", False) or env.registry.in_test_mode())
