@@ -284,36 +284,50 @@ def run_once(env, phases, pages, trace=False, profile=False):
     return result
 
 
-def measure(env, phases, pages, repeat, memory=True, profile=False):
-    """``repeat`` runs for time and queries (the fastest run is kept:
-    background load only ever adds time), then one run under
-    tracemalloc for the peak memory (tracing slows Python down, so it is
-    kept apart from the timed runs), and with ``profile`` ``repeat`` more
-    runs that log every query."""
-    runs = [run_once(env, phases, pages) for _ in range(repeat)]
-    traced = run_once(env, phases, pages, trace=True) if memory else None
-    # per query, the fastest of ``repeat`` profiled runs (matched by position)
-    profiled = [run_once(env, phases, pages, profile=True)["queries_log"] for _ in range(repeat)] if profile else []
-    queries_log = None
-    if profiled and len({len(log) for log in profiled}) == 1:
-        queries_log = [(entries[0][0], min(ms for _phase, ms, _query in entries), entries[0][2])
-                       for entries in zip(*profiled)]
-    result = {
-        "phases": {
-            name: tuple(min(run["phases"][name][i] for run in runs) for i in range(3))
-            for name, _func in phases
-        },
-        "mails": runs[0]["mails"],
-        "body": runs[0]["body"],
-        "http": runs[0]["http"],
-        "peak": traced and traced["peak"],
-        "queries_log": queries_log,
-    }
-    for key, index in (("time", 0), ("queries", 1), ("sql", 2)):
-        result[key] = sum(values[index] for values in result["phases"].values())
-    if any(run["mails"] != result["mails"] for run in runs + ([traced] if traced else [])):
-        _logger.warning("mail counts differ between repetitions")
-    return result
+def measure(env, paths, pages, repeat, memory=True, profile=False):
+    """Measure each path: ``repeat`` runs for time and queries (the fastest
+    run is kept: background load only ever adds time), taken in turns so that
+    the paths share whatever load the machine has; then one run under
+    tracemalloc for the peak memory (tracing slows Python down, so it is kept
+    apart from the timed runs); with ``profile``, ``repeat`` more runs that
+    log every query.
+
+    :param dict paths: {name: [(phase name, callable)]}
+    :return dict: {name: result}, see run_once; times are summed over the
+        phases into time, queries and sql
+    """
+    runs = {name: [] for name in paths}
+    for _round in range(repeat):
+        for name, phases in paths.items():
+            runs[name].append(run_once(env, phases, pages))
+    results = {}
+    for name, phases in paths.items():
+        traced = run_once(env, phases, pages, trace=True) if memory else None
+        # per query, the fastest of the profiled runs (matched by position)
+        profiled = [run_once(env, phases, pages, profile=True)["queries_log"] for _ in range(repeat)] \
+            if profile else []
+        queries_log = None
+        if profiled and len({len(log) for log in profiled}) == 1:
+            queries_log = [(entries[0][0], min(ms for _phase, ms, _query in entries), entries[0][2])
+                           for entries in zip(*profiled)]
+        first = runs[name][0]
+        result = {
+            "phases": {
+                phase: tuple(min(run["phases"][phase][i] for run in runs[name]) for i in range(3))
+                for phase, _func in phases
+            },
+            "mails": first["mails"],
+            "body": first["body"],
+            "http": first["http"],
+            "peak": traced and traced["peak"],
+            "queries_log": queries_log,
+        }
+        for key, index in (("time", 0), ("queries", 1), ("sql", 2)):
+            result[key] = sum(values[index] for values in result["phases"].values())
+        if any(run["mails"] != first["mails"] for run in runs[name] + ([traced] if traced else [])):
+            _logger.warning("%s: mail counts differ between repetitions", name)
+        results[name] = result
+    return results
 
 
 # ----------------------------------------------------------------------
@@ -461,15 +475,13 @@ def bench_send(env, shop, size, repeat, memory=True):
             sys.exit(f"send: expected {size} due enrollments, got {len(due)}")
         partner_mailing = shop.mailing("res.partner", shop.partner_body())
         cart_mailing = shop.mailing("sale.order", shop.cart_body())
-        results = {
-            "ours": measure(env, [("advance", Enrollment._cron_advance)], shop.pages, repeat, memory),
-            "odoo: partner mailing": measure(env, [(
-                "send", lambda: partner_mailing.action_send_mail(res_ids=partners.ids),
-            )], shop.pages, repeat, memory),
-            "odoo: cart mailing": measure(env, [(
-                "send", lambda: cart_mailing.action_send_mail(res_ids=carts.ids),
-            )], shop.pages, repeat, memory),
-        }
+        results = measure(env, {
+            "ours": [("advance", Enrollment._cron_advance)],
+            "odoo: partner mailing": [
+                ("send", lambda: partner_mailing.action_send_mail(res_ids=partners.ids))],
+            "odoo: cart mailing": [
+                ("send", lambda: cart_mailing.action_send_mail(res_ids=carts.ids))],
+        }, shop.pages, repeat, memory)
     for name, result in results.items():
         if result["mails"] != size:
             _logger.warning("send: %s created %s mails for %s recipients", name, result["mails"], size)
@@ -486,11 +498,11 @@ def bench_scale_round(env, shop, carts_count, repeat):
     with rolled_back(env):
         partners = shop.customers(carts_count)
         shop.carts(partners, datetime.utcnow().replace(microsecond=0) - CART_AGE)
-        result = measure(env, [
+        result = measure(env, {"scale": [
             ("detect", Trigger._cron_detect),
             ("enroll", Trigger._cron_enroll),
             ("advance", Enrollment._cron_advance),
-        ], shop.pages, repeat, profile=True)
+        ]}, shop.pages, repeat, profile=True)["scale"]
         env.cr.execute(SQL("SELECT count(*) FROM res_partner"))
         result["partners"] = env.cr.fetchone()[0]
     if result["mails"] != carts_count:

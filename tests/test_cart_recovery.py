@@ -55,6 +55,8 @@ class TestCartRecovery(BehavioralCommon):
         self.assertIn("revive=merge", tracker.url)
         self.assertIn(tracker.short_url, mail.body_html)
         self.assertEqual(tracker.campaign_id, self.cart_sequence.campaign_id)
+        # titled from the link's label: no HTTP request to the shop from the cron
+        self.assertEqual(tracker.title, "Return to my cart")
         # mass_mailing's trace: opens and clicks will be counted on it
         self.assertRecordValues(mail.mailing_trace_ids, [{
             "email": "alice@example.com", "model": "behavioral.enrollment", "trace_status": "outgoing",

@@ -335,7 +335,7 @@ class BehavioralSequenceStep(models.Model):
         :return tuple: ({enrollment id: {'subject', 'preview', 'body'}},
                         {enrollment id: error message})
         """
-        mailing = self.mailing_id.sudo().with_context(lang=None)
+        mailing = self.mailing_id.sudo().with_context(lang=None, behavioral_render_batch=True)
         try:
             with self.env.cr.savepoint():
                 return self._render_ids(mailing, enrollments.ids), {}
@@ -396,7 +396,10 @@ class BehavioralSequenceStep(models.Model):
                 skip_prefix=short_prefix, skip_list=UNTRACKED_LINKS)
             if nodes:
                 parsed[res_id] = (root, nodes, len(all_vals))
-                all_vals += [dict(tracker_vals, **item) for item in urls_and_labels]
+                # a title given up front spares link.tracker from fetching
+                # every new URL over HTTP (one request per cart restore link)
+                all_vals += [dict(tracker_vals, title=item["label"] or item["url"], **item)
+                             for item in urls_and_labels]
         if not all_vals:
             return dict(bodies)
         trackers = self.env["link.tracker"].sudo().search_or_create(all_vals)
