@@ -78,6 +78,7 @@ class TestCartRecovery(BehavioralCommon):
         self.assertEqual(sent["email_to"], ['"Alice Customer" <alice@example.com>'])
         self.assertIn("unsubscribe_oneclick", sent["headers"]["List-Unsubscribe"])
         self.assertEqual(sent["headers"]["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click")
+        self.assertEqual(sent["headers"]["X-Odoo-Behavioral-Sequence"], str(self.cart_sequence.id))
         self.assertIn(f"/mailing/{self.step1.mailing_id.id}/confirm_unsubscribe", sent["body"])
         self.assertIn("/mail/track/", sent["body"])  # open tracking pixel
 

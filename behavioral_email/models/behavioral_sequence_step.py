@@ -303,7 +303,7 @@ class BehavioralSequenceStep(models.Model):
                 "message_type": "email_outgoing",
                 "message_id": message_id,
                 "references": message_id,
-                "headers": {"X-Odoo-Behavioral-Sequence": str(self.sequence_id.id)},
+                "headers": repr({"X-Odoo-Behavioral-Sequence": str(self.sequence_id.id)}),
                 "mailing_trace_ids": [(0, 0, {
                     "trace_type": "mail",
                     "email": partner.email_normalized,
