@@ -27,6 +27,11 @@
     "demo": [
         "demo/behavioral_demo.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "behavioral_email/static/tests/tours/**/*",
+        ],
+    },
     "post_init_hook": "_post_init_hook",
     "application": True,
 }
