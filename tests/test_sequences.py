@@ -88,6 +88,17 @@ class TestPostPurchaseAndWelcome(BehavioralCommon):
             self.run_crons(NOW + timedelta(minutes=1))
         self.assertQueued(eve, count=1)
 
+    def test_old_contact_given_an_email_is_not_welcomed(self):
+        self.start(self.welcome_sequence)
+        with self.mock_datetime_and_now(NOW - timedelta(days=400)):
+            old = self.env["res.partner"].create({"name": "Long-standing customer"})
+        with freeze_time(NOW):
+            old.email = "longstanding@example.com"
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(minutes=1))
+        self.assertQueued(old, count=0)
+        self.assertFalse(self.env["behavioral.trigger"].search([("partner_id", "=", old.id)]))
+
     def test_internal_user_gets_no_welcome(self):
         self.start(self.welcome_sequence)
         with freeze_time(NOW):

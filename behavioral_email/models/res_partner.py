@@ -1,4 +1,5 @@
 import logging
+from datetime import timedelta
 
 from odoo import api, fields, models
 
@@ -40,9 +41,12 @@ class ResPartner(models.Model):
     def write(self, vals):
         res = super().write(vals)
         if vals.get("email"):
-            # a contact known before without an address becomes reachable:
-            # same signal as a new contact (the key keeps it to once)
-            self._behavioral_capture_created()
+            # A contact created without an address and given one right after
+            # (some sign-up flows do this) is a new contact too; the key keeps
+            # it to once. An old contact whose address is added later is not:
+            # welcoming a long-standing customer would come as a surprise.
+            recent = fields.Datetime.now() - timedelta(days=1)
+            self.filtered(lambda p: p.create_date and p.create_date >= recent)._behavioral_capture_created()
         return res
 
     def _behavioral_capture_created(self):
