@@ -92,13 +92,18 @@ def main(dbname, addons_path):
                        last_id)
         for days, label in ((1, "a day later"), (3, "three days later"), (4, "four days later"), (15, "two weeks later")):
             last_id = tick(env, start + timedelta(days=days, hours=1, minutes=10), label, last_id)
-        last_id = tick(env, now, "today (the demo data's own contacts were created at install)", last_id)
+        last_id = tick(env, datetime.now(), "today (the demo data's own contacts were created at install)", last_id)
 
         print("\nEnrollments:")
         for enrollment in env["behavioral.enrollment"].search([], order="sequence_id, partner_id"):
             reason = f" ({dict(enrollment._fields['exit_reason'].selection).get(enrollment.exit_reason)})" \
                 if enrollment.exit_reason else ""
             print(f"    {enrollment.sequence_id.name:<26} {enrollment.partner_id.name:<16} {enrollment.state}{reason}")
+
+        print("\nSequences:")
+        for sequence in env["behavioral.sequence"].search([]):
+            print(f"    {sequence.name:<26} enrolled {sequence.enrollment_count:>2}, emails {sequence.trace_count:>2}, "
+                  f"conversions {sequence.converted_count}, revenue {sequence.revenue:.2f}")
 
         with SmtpSink() as sink:
             server = env["ir.mail_server"].create({
