@@ -5,7 +5,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..tools import can_commit, run_isolated
+from ..tools import is_concurrency_error, process_in_batches, run_isolated
 
 _logger = logging.getLogger(__name__)
 
@@ -187,36 +187,26 @@ class BehavioralEnrollment(models.Model):
         """
         batch_size = int(self.env["ir.config_parameter"].sudo().get_param(
             "behavioral_email.advance_batch_size", 200)) or 200
-        done = 0
-        while True:
-            now = fields.Datetime.now()
+        due = SQL(
+            """FROM behavioral_enrollment e
+               JOIN behavioral_sequence s ON s.id = e.sequence_id
+              WHERE e.state = 'running' AND e.next_due <= %s AND s.state = 'running'""",
+            fields.Datetime.now())
+
+        def claim():
             self.env.flush_all()
             self.env.cr.execute(SQL(
-                """SELECT e.id FROM behavioral_enrollment e
-                     JOIN behavioral_sequence s ON s.id = e.sequence_id
-                    WHERE e.state = 'running' AND e.next_due <= %s AND s.state = 'running'
-                    ORDER BY e.next_due, e.id
-                    LIMIT %s
-                    FOR UPDATE OF e SKIP LOCKED""", now, batch_size))
+                "SELECT e.id %s ORDER BY e.next_due, e.id LIMIT %s FOR UPDATE OF e SKIP LOCKED",
+                due, batch_size))
             ids = [row[0] for row in self.env.cr.fetchall()]
-            if not ids:
-                break
-            self.browse(ids)._advance_safely()
-            done += len(ids)
-            self.env.cr.execute(SQL(
-                """SELECT count(*) FROM behavioral_enrollment e
-                     JOIN behavioral_sequence s ON s.id = e.sequence_id
-                    WHERE e.state = 'running' AND e.next_due <= %s AND s.state = 'running'""", now))
-            remaining = self.env.cr.fetchone()[0]
-            self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
-            if can_commit(self.env):
-                # The batch's mails, traces and enrollment moves form one unit:
-                # commit it before claiming the next batch.
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-            self.env.invalidate_all()
-            if len(ids) < batch_size:
-                break
-        return done
+            return self.browse(ids), len(ids) == batch_size
+
+        def count_remaining():
+            self.env.cr.execute(SQL("SELECT count(*) %s", due))
+            return self.env.cr.fetchone()[0]
+
+        return process_in_batches(
+            self.env, claim, lambda enrollments: enrollments._advance_safely(), count_remaining)
 
     # ------------------------------------------------------------
     # ADVANCE
@@ -262,6 +252,8 @@ class BehavioralEnrollment(models.Model):
                 with self.env.cr.savepoint():
                     outcomes.update(step._execute(group))
             except Exception as exc:  # noqa: BLE001 - one broken step must not stop the batch
+                if is_concurrency_error(exc):
+                    raise
                 _logger.exception("behavioral_email: step %s failed for %s enrollment(s)", step.id, len(group))
                 for enrollment in group:
                     outcomes[enrollment.id] = {

@@ -13,6 +13,8 @@ from odoo.tools import SQL, is_html_empty
 from odoo.tools.mail import URL_SKIP_PROTOCOL_REGEX
 from odoo.tools.misc import file_open
 
+from ..tools import is_concurrency_error
+
 _logger = logging.getLogger(__name__)
 
 # local links that must stay as they are: mass_mailing turns them into
@@ -339,7 +341,9 @@ class BehavioralSequenceStep(models.Model):
         try:
             with self.env.cr.savepoint():
                 return self._render_ids(mailing, enrollments.ids), {}
-        except Exception:  # noqa: BLE001 - isolate the failing records below
+        except Exception as exc:  # noqa: BLE001 - isolate the failing records below
+            if is_concurrency_error(exc):
+                raise
             _logger.info("behavioral_email: batch render of step %s failed, rendering one by one", self.id)
         rendered, errors = {}, {}
         for enrollment_id in enrollments.ids:
@@ -347,6 +351,8 @@ class BehavioralSequenceStep(models.Model):
                 with self.env.cr.savepoint():
                     rendered.update(self._render_ids(mailing, [enrollment_id]))
             except Exception as exc:  # noqa: BLE001 - recorded on the trace
+                if is_concurrency_error(exc):
+                    raise
                 _logger.warning("behavioral_email: step %s does not render for enrollment %s: %s",
                                 self.id, enrollment_id, exc)
                 errors[enrollment_id] = self.env._("The email could not be rendered: %s", self._describe_error(exc))

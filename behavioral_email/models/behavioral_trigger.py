@@ -7,7 +7,7 @@ from psycopg2.extras import Json
 from odoo import api, fields, models
 from odoo.tools import SQL
 
-from ..tools import can_commit, run_isolated
+from ..tools import is_concurrency_error, process_in_batches, run_isolated
 
 _logger = logging.getLogger(__name__)
 
@@ -254,29 +254,21 @@ class BehavioralTrigger(models.Model):
         """
         batch_size = int(self.env["ir.config_parameter"].sudo().get_param(
             "behavioral_email.enroll_batch_size", 500)) or 500
-        done = 0
-        while True:
+
+        def claim():
             self.env.flush_all()
             self.env.cr.execute(SQL(
                 """SELECT id FROM behavioral_trigger
                     WHERE state = 'new' ORDER BY id LIMIT %s
                     FOR UPDATE SKIP LOCKED""", batch_size))
             ids = [row[0] for row in self.env.cr.fetchall()]
-            if not ids:
-                break
-            self.browse(ids)._enroll_safely()
-            done += len(ids)
+            return self.browse(ids), len(ids) == batch_size
+
+        def count_remaining():
             self.env.cr.execute(SQL("SELECT count(*) FROM behavioral_trigger WHERE state = 'new'"))
-            remaining = self.env.cr.fetchone()[0]
-            self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
-            if can_commit(self.env):
-                # One batch is one unit of work: commit it so that a crash
-                # later on never re-evaluates (and re-enrolls) these triggers.
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-            self.env.invalidate_all()
-            if len(ids) < batch_size:
-                break
-        return done
+            return self.env.cr.fetchone()[0]
+
+        return process_in_batches(self.env, claim, lambda triggers: triggers._enroll_safely(), count_remaining)
 
     def _enroll_safely(self):
         """Evaluate a claimed batch; a trigger that cannot be evaluated is
@@ -301,6 +293,8 @@ class BehavioralTrigger(models.Model):
                 with self.env.cr.savepoint():
                     enrollments |= sequence._enroll_triggers(candidates, notes)
             except Exception as exc:  # noqa: BLE001 - one sequence must not block the others
+                if is_concurrency_error(exc):
+                    raise
                 _logger.exception("behavioral_email: enrollment failed for sequence %s", sequence.id)
                 for trigger in candidates:
                     notes[trigger.id].append(self.env._("%(sequence)s: error: %(error)s",
@@ -327,24 +321,21 @@ class BehavioralTrigger(models.Model):
             return 0
         limit = fields.Datetime.now() - timedelta(days=days)
         batch_size = 1000
-        done = 0
-        while True:
+
+        def claim():
             self.env.cr.execute(SQL(
                 """SELECT id FROM behavioral_trigger
                     WHERE state != 'new' AND occurred_at < %s
                     ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", limit, batch_size))
             ids = [row[0] for row in self.env.cr.fetchall()]
-            if not ids:
-                break
-            self.browse(ids).unlink()
-            done += len(ids)
-            self.env["ir.cron"]._notify_progress(done=done, remaining=0 if len(ids) < batch_size else batch_size)
-            if can_commit(self.env):
-                # each deleted batch is final: commit it before the next
-                self.env.cr.commit()  # pylint: disable=invalid-commit
-            if len(ids) < batch_size:
-                break
-        return done
+            return self.browse(ids), len(ids) == batch_size
+
+        def count_remaining():
+            self.env.cr.execute(SQL(
+                "SELECT count(*) FROM behavioral_trigger WHERE state != 'new' AND occurred_at < %s", limit))
+            return self.env.cr.fetchone()[0]
+
+        return process_in_batches(self.env, claim, lambda triggers: triggers.unlink(), count_remaining)
 
     # ------------------------------------------------------------
     # TOOLS

@@ -1,7 +1,70 @@
 import logging
 import threading
 
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
+
 _logger = logging.getLogger(__name__)
+
+# consecutive concurrency failures after which a cron run gives up (the next
+# run, or another worker, takes over)
+MAX_CONCURRENCY_RETRIES = 5
+
+
+def can_commit(env):
+    """Whether a cron may commit between batches: never under tests, where the
+    whole test runs in one transaction that is rolled back at its end."""
+    return not (getattr(threading.current_thread(), "testing", False) or env.registry.in_test_mode())
+
+
+def is_concurrency_error(exc):
+    """A transient conflict with another transaction (Odoo's cursors run in
+    REPEATABLE READ): the unit of work must be retried in a new transaction,
+    it says nothing about the records."""
+    return isinstance(exc, PG_CONCURRENCY_EXCEPTIONS_TO_RETRY)
+
+
+def process_in_batches(env, claim, process, count_remaining):
+    """The loop of a batch cron: claim a batch, process it, report progress,
+    commit, and start again until nothing is left.
+
+    :param claim: ``claim()`` returns the next batch, rows locked (``FOR UPDATE
+        SKIP LOCKED``), and whether it was a full batch: ``(records, full)``
+    :param process: ``process(records)`` does the work
+    :param count_remaining: ``count_remaining()`` for the progress report
+    :return int: number of records processed
+
+    A batch is one transaction: it is committed whole, or, when it meets a
+    concurrent transaction (serialization failure, deadlock, lock timeout),
+    rolled back whole and claimed again in a new transaction, where the rows
+    another worker already moved on are no longer claimable.
+    """
+    done = retries = 0
+    while True:
+        try:
+            records, full = claim()
+            if records:
+                process(records)
+                done += len(records)
+                env["ir.cron"]._notify_progress(done=done, remaining=count_remaining())
+        except Exception as exc:
+            if not (is_concurrency_error(exc) and can_commit(env)):
+                raise
+            retries += 1
+            env.cr.rollback()  # pylint: disable=invalid-commit
+            env.invalidate_all()
+            if retries > MAX_CONCURRENCY_RETRIES:
+                _logger.warning("behavioral_email: giving up this run after %s concurrent updates", retries)
+                return done
+            _logger.info("behavioral_email: batch met a concurrent update (%s), retrying", exc.__class__.__name__)
+            continue
+        retries = 0
+        if can_commit(env):
+            # One batch is one unit of work: once committed it is never
+            # redone, so a crash later on cannot send or enroll twice.
+            env.cr.commit()  # pylint: disable=invalid-commit
+        env.invalidate_all()
+        if not full:
+            return done
 
 
 def run_isolated(records, method, on_error):
@@ -10,13 +73,17 @@ def run_isolated(records, method, on_error):
     lost to the batch, and hand each of them to ``on_error(record, exc)``.
 
     Each attempt runs in a savepoint, so a failure leaves nothing half-written.
+    Concurrency errors are not the records' fault: they are raised for the
+    whole batch to be retried (see ``process_in_batches``).
     """
     cr = records.env.cr
     try:
         with cr.savepoint():
             getattr(records, method)()
         return
-    except Exception:  # noqa: BLE001 - retried record by record below
+    except Exception as exc:  # noqa: BLE001 - retried record by record below
+        if is_concurrency_error(exc):
+            raise
         _logger.exception("behavioral_email: %s on %s records failed, retrying one by one", method, len(records))
     records.env.invalidate_all()
     for record in records:
@@ -24,12 +91,8 @@ def run_isolated(records, method, on_error):
             with cr.savepoint():
                 getattr(record, method)()
         except Exception as exc:  # noqa: BLE001 - handed to on_error, which records it
+            if is_concurrency_error(exc):
+                raise
             _logger.exception("behavioral_email: %s failed on %s", method, record)
             records.env.invalidate_all()
             on_error(record, exc)
-
-
-def can_commit(env):
-    """Whether a cron may commit between batches: never under tests, where the
-    whole test runs in one transaction that is rolled back at its end."""
-    return not (getattr(threading.current_thread(), "testing", False) or env.registry.in_test_mode())
