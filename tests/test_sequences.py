@@ -183,6 +183,26 @@ class TestSequenceForm(BehavioralCommon):
         self.assertEqual(copy.step_ids.mapped("subject"), ["Thanks", "Tips"])
         self.assertFalse(copy.step_ids.mailing_id & mailings)
 
+    def test_archiving_pauses_and_deleting_cleans_up(self):
+        self.start(self.welcome_sequence)
+        with freeze_time(NOW):
+            ivy = self.env["res.partner"].create({"name": "Ivy", "email": "ivy@example.com"})
+            self.env["behavioral.trigger"]._cron_enroll()
+        with self.assertRaisesRegex(UserError, "Pause a sequence before deleting it"):
+            self.welcome_sequence.unlink()
+        self.welcome_sequence.action_archive()
+        self.assertEqual(self.welcome_sequence.state, "paused")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1))
+        self.assertQueued(ivy, count=0)
+        # its enrollments wait on its steps: stop them, then it can go
+        with self.assertRaisesRegex(UserError, "waiting for this step"):
+            self.welcome_sequence.unlink()
+        self.enrollments(self.welcome_sequence).action_stop()
+        mailings = self.welcome_sequence.step_ids.mailing_id
+        self.welcome_sequence.unlink()
+        self.assertFalse(mailings.exists(), "the steps' unused mailings go with them")
+
     def test_invalid_filters_refused(self):
         with self.assertRaises(ValidationError):
             self.env["behavioral.sequence"].create({

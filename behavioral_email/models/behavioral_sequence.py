@@ -202,7 +202,21 @@ class BehavioralSequence(models.Model):
         sequences.step_ids._sync_mailing()
         return sequences
 
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_running(self):
+        if any(sequence.state == "running" for sequence in self):
+            raise UserError(self.env._("Pause a sequence before deleting it."))
+
+    def unlink(self):
+        # through the ORM, so that the steps' own checks and clean-up run
+        # (a running sequence is refused by _unlink_except_running)
+        self.filtered(lambda s: s.state != "running").step_ids.unlink()
+        return super().unlink()
+
     def write(self, vals):
+        if vals.get("active") is False:
+            # an archived sequence must not go on sending in the background
+            self.filtered(lambda s: s.state == "running").action_pause()
         self._check_transactional_right([vals])
         if "trigger_type" in vals and any(
                 s.state == "running" and s.trigger_type != vals["trigger_type"] for s in self):
