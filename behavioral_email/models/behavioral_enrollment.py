@@ -244,10 +244,11 @@ class BehavioralEnrollment(models.Model):
         enrollments -= goal_done
 
         outcomes = {}  # enrollment id -> trace values
-        by_step = defaultdict(lambda: self.env["behavioral.enrollment"])
+        by_step = defaultdict(list)
         for enrollment in enrollments:
-            by_step[enrollment.step_id] |= enrollment
-        for step, group in by_step.items():
+            by_step[enrollment.step_id].append(enrollment.id)
+        for step, group_ids in by_step.items():
+            group = enrollments.browse(group_ids)
             try:
                 with self.env.cr.savepoint():
                     outcomes.update(step._execute(group))
@@ -283,16 +284,18 @@ class BehavioralEnrollment(models.Model):
         Trace.create(create_vals)
 
         # move enrollments, one write per distinct outcome
-        moves = defaultdict(lambda: self.env["behavioral.enrollment"])
+        moves = defaultdict(list)
         for enrollment in enrollments:
             outcome = outcomes[enrollment.id]
             if outcome["state"] in ("sent", "skipped"):
-                moves[("next", enrollment.step_id)] |= enrollment
+                key = ("next", enrollment.step_id)
             elif outcome["state"] == "canceled":
-                moves[("exit", CONSENT_EXITS.get(outcome.get("failure_type"), "no_email"))] |= enrollment
+                key = ("exit", CONSENT_EXITS.get(outcome.get("failure_type"), "no_email"))
             else:
-                moves[("failed", outcome.get("state_msg"))] |= enrollment
-        for (kind, value), group in moves.items():
+                key = ("failed", outcome.get("state_msg"))
+            moves[key].append(enrollment.id)
+        for (kind, value), group_ids in moves.items():
+            group = enrollments.browse(group_ids)
             if kind == "next":
                 next_step = value._get_next_step()
                 if next_step:

@@ -392,7 +392,7 @@ class BehavioralSequence(models.Model):
         def refuse(trigger, reason):
             notes[trigger.id].append(f"{self.name}: {reason}")
 
-        accepted = self.env["behavioral.trigger"]
+        accepted_ids = []
         oldest = now - timedelta(hours=self.entry_window_hours)
         for trigger in triggers:
             payload = trigger.payload or {}
@@ -412,9 +412,10 @@ class BehavioralSequence(models.Model):
                 # detected for another sequence's threshold
                 continue
             else:
-                accepted |= trigger
-        if not accepted:
+                accepted_ids.append(trigger.id)
+        if not accepted_ids:
             return Enrollment
+        accepted = triggers.browse(accepted_ids)
 
         # source documents: still there, and matching the filter
         model = self.source_model
@@ -432,7 +433,7 @@ class BehavioralSequence(models.Model):
         consent = self._get_consent_failures(matching_partners - internal)
         failure_labels = dict(self.env["behavioral.trace"]._fields["failure_type"]._description_selection(self.env))
 
-        candidates = self.env["behavioral.trigger"]
+        candidate_ids = []
         for trigger in accepted:
             if trigger.res_id not in matching:
                 refuse(trigger, self.env._("the source document is gone or does not match the filter"))
@@ -441,7 +442,8 @@ class BehavioralSequence(models.Model):
             elif trigger.partner_id not in matching_partners:
                 refuse(trigger, self.env._("the customer does not match the filter"))
             else:
-                candidates |= trigger
+                candidate_ids.append(trigger.id)
+        candidates = accepted.browse(candidate_ids)
 
         # goal already met (e.g. the cart was ordered meanwhile)
         if self.goal != "none" and candidates:
