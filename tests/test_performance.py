@@ -29,14 +29,20 @@ class TestBatchQueries(BehavioralCommon):
         self.env.flush_all()
         return self.env.cr.sql_log_count - before
 
+    def _batches(self):
+        """Warm-up batch of 2 (template compilation, ormcaches), then batches
+        of 5 and 25 new abandoned carts: yields (customers, time they are due)."""
+        sizes = (2, 5, 25)
+        for index, size in enumerate(sizes):
+            start = NOW + timedelta(days=index)
+            group = self.shoppers[sum(sizes[:index]):][:size]
+            self._carts(group, start)
+            yield group, start + timedelta(hours=3)
+
     def test_advance_batch_queries_do_not_grow(self):
         counts = []
-        # warm-up (template compilation, ormcaches), then batches of 5 and 25
-        for index, size in enumerate((2, 5, 25)):
-            start = NOW + timedelta(days=index)
-            group = self.shoppers[sum((2, 5, 25)[:index]):][:size]
-            self._carts(group, start)
-            due = start + timedelta(hours=3)
+        for group, due in self._batches():
+            size = len(group)
             with freeze_time(due):
                 self.env["behavioral.trigger"]._cron_detect()
                 self.env["behavioral.trigger"]._cron_enroll()
@@ -49,11 +55,8 @@ class TestBatchQueries(BehavioralCommon):
 
     def test_enroll_batch_queries_do_not_grow(self):
         counts = []
-        for index, size in enumerate((2, 5, 25)):
-            start = NOW + timedelta(days=index)
-            group = self.shoppers[sum((2, 5, 25)[:index]):][:size]
-            self._carts(group, start)
-            due = start + timedelta(hours=3)
+        for group, due in self._batches():
+            size = len(group)
             with freeze_time(due):
                 self.env["behavioral.trigger"]._cron_detect()
                 counts.append(self._count(self.env["behavioral.trigger"]._cron_enroll))
