@@ -21,6 +21,7 @@
         "views/behavioral_enrollment_views.xml",
         "views/behavioral_trace_views.xml",
         "views/res_partner_views.xml",
+        "views/sale_order_views.xml",
         "views/mailing_mailing_views.xml",
         "views/behavioral_menus.xml",
     ],

@@ -250,6 +250,10 @@ class TestCartRecovery(BehavioralCommon):
         self.assertEqual(sequence.trace_count, 1)
         self.assertEqual(sequence.step_ids.sorted()[0].sent_count, 1)
         self.assertEqual(self.alice.with_env(self.env).behavioral_enrollment_count, 1)
+        cart = self.enrollments(self.cart_sequence, self.alice).order_id.with_env(self.env)
+        self.assertEqual(cart.behavioral_enrollment_count, 1)
+        action = cart.action_view_behavioral_enrollments()
+        self.assertEqual(self.env["behavioral.enrollment"].search(action["domain"]).order_id, cart)
         action = self.alice.with_env(self.env).action_view_behavioral_enrollments()
         self.assertEqual(self.env["behavioral.enrollment"].search(action["domain"]).sequence_id, sequence)
 

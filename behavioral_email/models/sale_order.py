@@ -16,6 +16,22 @@ class SaleOrder(models.Model):
              "of an abandoned cart is counted from here.")
     behavioral_enrollment_ids = fields.One2many(
         "behavioral.enrollment", "order_id", string="Email Sequences", readonly=True)
+    behavioral_enrollment_count = fields.Integer(
+        "Sequences", compute="_compute_behavioral_enrollment_count",
+        groups="behavioral_email.group_behavioral_user")
+
+    def _compute_behavioral_enrollment_count(self):
+        counts = dict(self.env["behavioral.enrollment"].sudo()._read_group(
+            [("order_id", "in", self.ids)], ["order_id"], ["__count"]))
+        for order in self:
+            order.behavioral_enrollment_count = counts.get(order, 0)
+
+    def action_view_behavioral_enrollments(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
+        action["domain"] = [("order_id", "=", self.id)]
+        action["context"] = {}
+        return action
 
     def init(self):
         # Detection reads recent website carts only: keep it independent from
