@@ -34,12 +34,11 @@ def registry(db):
     return odoo.modules.registry.Registry(db)
 
 
-def worker(db, index, start_at, results):
+def worker(db, index, ready, results):
     import odoo
     from odoo import api
     reg = registry(db)
-    while time.time() < start_at:
-        time.sleep(0.01)
+    ready.wait(timeout=300)  # every worker loaded: all start at once
     with reg.cursor() as cr:
         env = api.Environment(cr, odoo.SUPERUSER_ID, {})
         t0 = time.perf_counter()
@@ -87,8 +86,8 @@ def main():
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         results = manager.dict()
-        start_at = time.time() + 8  # let every worker load its registry first
-        procs = [context.Process(target=worker, args=(db, i, start_at, results)) for i in range(args.workers)]
+        ready = context.Barrier(args.workers)
+        procs = [context.Process(target=worker, args=(db, i, ready, results)) for i in range(args.workers)]
         for proc in procs:
             proc.start()
         for proc in procs:
