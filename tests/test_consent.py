@@ -113,6 +113,7 @@ class TestConsent(BehavioralCommon):
         self.env["mail.blacklist"]._add("carol@example.com")
         order = self.env["sale.order"].create({
             "partner_id": self.carol.id,
+            "website_id": self.website.id,
             "order_line": [(0, 0, {"product_id": self.pot.id, "product_uom_qty": 1})],
         })
         self.confirm(order, NOW)

@@ -48,6 +48,20 @@ class TestPostPurchaseAndWelcome(BehavioralCommon):
         self.assertIn("Olive Tree", review.body_html)
         self.assertEqual(enrollment.state, "done")
 
+    def test_backend_quotation_gets_no_post_purchase(self):
+        """The shipped post-purchase series thanks shop orders only."""
+        self.start(self.order_sequence)
+        quotation = self.env["sale.order"].create({
+            "partner_id": self.carol.id,
+            "order_line": [(0, 0, {"product_id": self.tree.id, "product_uom_qty": 1})],
+        })
+        self.confirm(quotation, NOW)
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(minutes=1))
+        self.assertQueued(self.carol, count=0)
+        trigger = self.env["behavioral.trigger"].search([("res_id", "=", quotation.id), ("res_model", "=", "sale.order")])
+        self.assertIn("does not match the filter", trigger.state_msg)
+
     def test_order_confirmed_twice_one_trigger(self):
         self.start(self.order_sequence)
         order = self.env["sale.order"].create({
