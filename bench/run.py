@@ -379,16 +379,10 @@ class Shop:
         } for i in range(count)])
         if history:
             now = datetime.utcnow()
-            self.env["behavioral.trigger"].with_context(**QUIET).create([{
-                "trigger_type": "partner_created",
-                "partner_id": partner.id,
-                "res_model": "res.partner",
-                "res_id": partner.id,
-                "occurred_at": now,
-                "dedupe_key": f"partner_created:{partner.id}",
-                "state": "done",
-                "payload": {},
-            } for partner in partners])
+            self.env["behavioral.trigger"].with_context(**QUIET).create([
+                dict(partner._behavioral_prepare_created_trigger(now), state="done")
+                for partner in partners
+            ])
         return partners
 
     def carts(self, partners, at):

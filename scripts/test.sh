@@ -5,29 +5,14 @@
 # Environment: TEST_DB (database name, default behavioral_email_test),
 #              KEEP_DB=1 to keep the database afterwards.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 DB="${TEST_DB:-behavioral_email_test}"
-PYTHON="${PYTHON:-python3}"
 
-ODOO_ADDONS="$("$PYTHON" "$ROOT/scripts/odoo_paths.py")" || exit 1
-ADDONS_PATH="$ODOO_ADDONS,$ROOT"
-
-"$ROOT/scripts/ensure_postgres.sh"
-
-dropdb --if-exists "$DB"
 cleanup() { [ "${KEEP_DB:-0}" = 1 ] || dropdb --if-exists "$DB" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 echo "== installing behavioral_email in a fresh database '$DB'"
-"$PYTHON" -m odoo -d "$DB" --addons-path="$ADDONS_PATH" -i behavioral_email \
-    --without-demo=all --stop-after-init --log-level=warn --log-handler=py.warnings:ERROR --http-port=0 \
-    2>&1 | grep -v "Running as user 'root'" || true
-# the install must have succeeded: the module is installed
-STATE="$(psql -d "$DB" -tAc "SELECT state FROM ir_module_module WHERE name = 'behavioral_email'" 2>/dev/null || true)"
-if [ "$STATE" != "installed" ]; then
-    echo "behavioral_email failed to install (state: '${STATE:-no database}')" >&2
-    exit 1
-fi
+install_fresh "$DB" --without-demo=all --http-port=0
 
 echo "== running tests/ against it"
 cd "$ROOT"

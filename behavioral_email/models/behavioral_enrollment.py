@@ -129,6 +129,19 @@ class BehavioralEnrollment(models.Model):
     # ACTIONS
     # ------------------------------------------------------------
 
+    @api.model
+    def _count_by(self, fname, records):
+        """{record: number of enrollments} for the smart buttons of ``records``
+        (contacts, carts), grouped on the enrollment field ``fname``."""
+        return dict(self.sudo()._read_group([(fname, "in", records.ids)], [fname], ["__count"]))
+
+    @api.model
+    def _action_view(self, domain, context=None):
+        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
+        action["domain"] = domain
+        action["context"] = context or {}
+        return action
+
     def action_stop(self):
         self.filtered(lambda e: e.state in ("running", "failed"))._end("exited", "manual")
         return True

@@ -266,10 +266,8 @@ class BehavioralSequence(models.Model):
 
     def action_view_enrollments(self):
         self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
-        action["domain"] = [("sequence_id", "=", self.id)]
-        action["context"] = {"default_sequence_id": self.id}
-        return action
+        return self.env["behavioral.enrollment"]._action_view(
+            [("sequence_id", "=", self.id)], {"default_sequence_id": self.id})
 
     def action_view_conversions(self):
         self.ensure_one()

@@ -16,17 +16,13 @@ class ResPartner(models.Model):
         groups="behavioral_email.group_behavioral_user")
 
     def _compute_behavioral_enrollment_count(self):
-        counts = dict(self.env["behavioral.enrollment"].sudo()._read_group(
-            [("partner_id", "in", self.ids)], ["partner_id"], ["__count"]))
+        counts = self.env["behavioral.enrollment"]._count_by("partner_id", self)
         for partner in self:
             partner.behavioral_enrollment_count = counts.get(partner, 0)
 
     def action_view_behavioral_enrollments(self):
         self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
-        action["domain"] = [("partner_id", "=", self.id)]
-        action["context"] = {}
-        return action
+        return self.env["behavioral.enrollment"]._action_view([("partner_id", "=", self.id)])
 
     # ------------------------------------------------------------
     # CAPTURE
@@ -54,17 +50,23 @@ class ResPartner(models.Model):
             return
         try:
             now = fields.Datetime.now()
-            vals_list = [{
-                "trigger_type": "partner_created",
-                "partner_id": partner.id,
-                "res_model": "res.partner",
-                "res_id": partner.id,
-                "occurred_at": now,
-                "dedupe_key": f"partner_created:{partner.id}",
-                "company_id": partner.company_id.id,
-                "payload": {},
-            } for partner in self if partner.email and not partner.is_public]
+            vals_list = [partner._behavioral_prepare_created_trigger(now)
+                         for partner in self if partner.email and not partner.is_public]
             with self.env.cr.savepoint(flush=False):
                 self.env["behavioral.trigger"].sudo()._insert_triggers(vals_list)
         except Exception:  # noqa: BLE001 - capture must never break the write
             _logger.exception("behavioral_email: could not capture new contacts %s", self.ids)
+
+    def _behavioral_prepare_created_trigger(self, occurred_at):
+        """Values of the 'partner_created' trigger of this contact."""
+        self.ensure_one()
+        return {
+            "trigger_type": "partner_created",
+            "partner_id": self.id,
+            "res_model": "res.partner",
+            "res_id": self.id,
+            "occurred_at": occurred_at,
+            "dedupe_key": f"partner_created:{self.id}",
+            "company_id": self.company_id.id,
+            "payload": {},
+        }

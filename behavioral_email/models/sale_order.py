@@ -21,17 +21,13 @@ class SaleOrder(models.Model):
         groups="behavioral_email.group_behavioral_user")
 
     def _compute_behavioral_enrollment_count(self):
-        counts = dict(self.env["behavioral.enrollment"].sudo()._read_group(
-            [("order_id", "in", self.ids)], ["order_id"], ["__count"]))
+        counts = self.env["behavioral.enrollment"]._count_by("order_id", self)
         for order in self:
             order.behavioral_enrollment_count = counts.get(order, 0)
 
     def action_view_behavioral_enrollments(self):
         self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_enrollment_action")
-        action["domain"] = [("order_id", "=", self.id)]
-        action["context"] = {}
-        return action
+        return self.env["behavioral.enrollment"]._action_view([("order_id", "=", self.id)])
 
     def init(self):
         # Detection reads recent website carts only: keep it independent from
