@@ -1,1 +1,8 @@
-from .batch import can_commit, is_concurrency_error, process_in_batches, run_isolated
+from .batch import (
+    backoff_sleep,
+    can_commit,
+    is_concurrency_error,
+    process_in_batches,
+    run_isolated,
+    shared_rows_env,
+)

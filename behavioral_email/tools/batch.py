@@ -1,13 +1,32 @@
 import logging
+import random
 import threading
+import time
+from contextlib import contextmanager
 
+from psycopg2 import errors
+
+from odoo import api
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 _logger = logging.getLogger(__name__)
 
-# consecutive concurrency failures after which a cron run gives up (the next
-# run, or another worker, takes over)
+# consecutive transient failures after which a cron run gives up (the next
+# run, or another worker, takes over: nothing is marked failed)
 MAX_CONCURRENCY_RETRIES = 5
+
+# Unique constraints of rows that any worker may create on the fly while
+# sending (short link codes, tracked links, UTM records). Two workers creating
+# the same row at the same moment is a race between transactions, not a fault
+# of the records being processed: the unit of work is retried.
+SHARED_UNIQUE_CONSTRAINTS = frozenset({
+    "link_tracker_code_code",
+    "utm_source_unique_name",
+    "utm_medium_unique_name",
+    "utm_campaign_unique_name",
+    "mail_blacklist_unique_email",
+    "mailing_subscription_unique_contact_list",
+})
 
 
 def can_commit(env):
@@ -17,10 +36,24 @@ def can_commit(env):
 
 
 def is_concurrency_error(exc):
-    """A transient conflict with another transaction (Odoo's cursors run in
-    REPEATABLE READ): the unit of work must be retried in a new transaction,
-    it says nothing about the records."""
-    return isinstance(exc, PG_CONCURRENCY_EXCEPTIONS_TO_RETRY)
+    """A transient conflict with another transaction: serialization failure,
+    deadlock, lock timeout (Odoo's cursors run in REPEATABLE READ), or a
+    unique violation on a shared lookup row another worker created at the
+    same moment. The unit of work must be retried in a new transaction; it
+    says nothing about the records."""
+    if isinstance(exc, PG_CONCURRENCY_EXCEPTIONS_TO_RETRY):
+        return True
+    if isinstance(exc, errors.UniqueViolation):
+        return getattr(exc.diag, "constraint_name", None) in SHARED_UNIQUE_CONSTRAINTS
+    # the ORM may wrap the database error; look at what caused it
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_concurrency_error(cause)
+
+
+def backoff_sleep(attempt, base=0.05, cap=2.0):
+    """Sleep before retry number ``attempt`` (1, 2, ...): exponential with full
+    jitter, so that workers that collided once do not collide again."""
+    time.sleep(random.uniform(0, min(cap, base * (2 ** attempt))))  # noqa: S311 - jitter, not security
 
 
 def process_in_batches(env, claim, process, count_remaining):
@@ -34,9 +67,9 @@ def process_in_batches(env, claim, process, count_remaining):
     :return int: number of records processed
 
     A batch is one transaction: it is committed whole, or, when it meets a
-    concurrent transaction (serialization failure, deadlock, lock timeout),
-    rolled back whole and claimed again in a new transaction, where the rows
-    another worker already moved on are no longer claimable.
+    concurrent transaction (see :func:`is_concurrency_error`), rolled back
+    whole and claimed again in a new transaction after a jittered pause, where
+    the rows another worker already moved on are no longer claimable.
     """
     done = retries = 0
     while True:
@@ -50,12 +83,14 @@ def process_in_batches(env, claim, process, count_remaining):
             if not (is_concurrency_error(exc) and can_commit(env)):
                 raise
             retries += 1
+            # the batch is redone from scratch in a new transaction
             env.cr.rollback()  # pylint: disable=invalid-commit
             env.invalidate_all()
             if retries > MAX_CONCURRENCY_RETRIES:
                 _logger.warning("behavioral_email: giving up this run after %s concurrent updates", retries)
                 return done
             _logger.info("behavioral_email: batch met a concurrent update (%s), retrying", exc.__class__.__name__)
+            backoff_sleep(retries)
             continue
         retries = 0
         if can_commit(env):
@@ -65,6 +100,25 @@ def process_in_batches(env, claim, process, count_remaining):
         env.invalidate_all()
         if not full:
             return done
+
+
+@contextmanager
+def shared_rows_env(env):
+    """An environment in which to create shared lookup rows (tracked links,
+    UTM records) in a short transaction of their own, committed at once.
+
+    Such rows are harmless if the batch that asked for them is rolled back
+    later, and committing them at once means another worker sees them instead
+    of racing to create the same ones. Under tests, where nothing may commit,
+    the current transaction is used (inside a savepoint).
+    """
+    if not can_commit(env):
+        with env.cr.savepoint():
+            yield env
+        return
+    with env.registry.cursor() as cr:
+        # committed when the block exits without error (Cursor.__exit__)
+        yield api.Environment(cr, env.uid, env.context)
 
 
 def run_isolated(records, method, on_error):
