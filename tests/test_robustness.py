@@ -154,10 +154,10 @@ class TestFailures(BehavioralCommon):
         Enrollment = type(self.env["behavioral.enrollment"])
         original = Enrollment._get_goal_reached
 
-        def goal_check(model, rows):
+        def goal_check(model, goal, rows):
             if any(row[0] == alice_enrollment.id for row in rows):
                 raise RuntimeError("goal check exploded")
-            return original(model, rows)
+            return original(model, goal, rows)
 
         with self.mock_queue(), patch.object(Enrollment, "_get_goal_reached", goal_check), \
                 mute_logger("odoo.addons.behavioral_email.models.behavioral_enrollment"), \

@@ -8,3 +8,6 @@ from . import mailing_trace
 from . import res_partner
 from . import sale_order
 from . import sale_order_line
+from . import triggers
+from . import steps
+from . import goals

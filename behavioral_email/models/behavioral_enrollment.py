@@ -1,11 +1,16 @@
 import logging
 from collections import defaultdict
+from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..tools import is_concurrency_error, process_in_batches, run_isolated
+from ..tools import process_in_batches, run_isolated
+
+# minutes before the n-th automatic retry of a step that failed for a
+# transient reason (a webhook answering 503, a conflict that kept coming back)
+RETRY_BACKOFF_MINUTES = [1, 5, 15, 60, 240]
 
 _logger = logging.getLogger(__name__)
 
@@ -55,9 +60,19 @@ class BehavioralEnrollment(models.Model):
       ``mailing.trace.set_bounced``), or a user stopped it
       (:meth:`action_stop`).
     * ``failed``: a step could not be run (e.g. its template does not render);
-      ``state_msg`` holds the error and the step's trace is ``failed``. Set by
-      :meth:`_advance` (or :meth:`_advance_safely` for an unexpected error);
-      :meth:`action_retry` puts it back to ``running``.
+      ``state_msg`` holds the error, ``failure_type`` its kind, and the step's
+      trace is ``failed``. Set by :meth:`_record_outcomes` (or
+      :meth:`_advance_safely` for an unexpected error) when the step fails
+      again with the enrollment alone; a step failing for a transient reason
+      (outcome ``retry``) stays ``running`` and is retried with backoff
+      (``retry_count``, :data:`RETRY_BACKOFF_MINUTES`) before it fails.
+      :meth:`action_retry` (and the sequence's *Retry failed*) puts it back
+      to ``running``.
+
+    A running enrollment whose step may not run yet (quiet hours, frequency
+    cap, send window, the customer's pause, a wait step) is postponed, never
+    dropped: ``next_due`` moves to the first allowed moment and
+    ``wait_reason`` says why (:meth:`_get_cadence_delays`).
     """
 
     _name = "behavioral.enrollment"
@@ -79,6 +94,16 @@ class BehavioralEnrollment(models.Model):
         default="running", required=True, index=True, readonly=True)
     exit_reason = fields.Selection(EXIT_REASONS, readonly=True)
     state_msg = fields.Text("Message", readonly=True)
+    failure_type = fields.Selection(
+        selection=lambda self: self.env["behavioral.trace"]._fields["failure_type"]._description_selection(self.env),
+        string="Failure Reason", readonly=True, index="btree_not_null")
+    retry_count = fields.Integer(
+        "Automatic Retries", readonly=True, copy=False,
+        help="Transient failures of the current step retried so far.")
+    wait_reason = fields.Char(
+        "Waiting For", readonly=True,
+        help="Why the next step was postponed (quiet hours, frequency cap, send window...).")
+    payload = fields.Json(readonly=True, help="What the trigger recorded, kept for goals and content.")
     step_id = fields.Many2one(
         "behavioral.sequence.step", string="Next Step", ondelete="set null", readonly=True)
     next_due = fields.Datetime("Next Step Due", readonly=True)
@@ -150,7 +175,10 @@ class BehavioralEnrollment(models.Model):
         failed = self.filtered(lambda e: e.state == "failed")
         if not failed:
             raise UserError(self.env._("Only failed enrollments can be retried."))
-        failed.write({"state": "running", "next_due": fields.Datetime.now(), "state_msg": False})
+        failed.write({
+            "state": "running", "next_due": fields.Datetime.now(), "state_msg": False,
+            "failure_type": False, "retry_count": 0,
+        })
         self._trigger_advance_cron()
         return True
 
@@ -229,15 +257,16 @@ class BehavioralEnrollment(models.Model):
         """Advance a claimed batch; one record that cannot advance is marked
         failed with its error, the others go on (see ``run_isolated``)."""
         run_isolated(self, "_advance", lambda enrollment, exc: enrollment.write({
-            "state": "failed", "state_msg": self.env._("Unexpected error: %s", exc),
+            "state": "failed", "failure_type": "unknown",
+            "state_msg": self.env._("Unexpected error: %s", exc),
         }))
 
     def _advance(self):
         """Run the current step of these (due, running) enrollments.
 
         A fixed number of queries per step present in the batch, whatever the
-        number of enrollments: goal check, condition, consent, rendering and
-        mail creation are all done for the whole group at once.
+        number of enrollments: goal check, cadence gate, condition, consent,
+        rendering and mail creation are all done for the whole group at once.
         """
         now = fields.Datetime.now()
         # re-checked here: a record read before another worker moved it on
@@ -248,46 +277,77 @@ class BehavioralEnrollment(models.Model):
         if not enrollments:
             return
         # exit on goal before anything is sent
-        with_goal = enrollments.filtered(lambda e: e.sequence_id.goal != "none")
-        reached = self._get_goal_reached([
-            (e.id, e.partner_id.id, e.order_id.id, e.goal_since) for e in with_goal
-        ])
-        goal_done = enrollments.filtered(lambda e: e.id in reached)
-        goal_done._end_on_goal(reached)
+        goal_done = enrollments._end_reached_goals()
         enrollments -= goal_done
 
-        outcomes = {}  # enrollment id -> trace values
+        outcomes = {}  # enrollment id -> outcome (trace values and moves)
+        # cadence: a step that may not run now waits, it is never dropped
+        for enrollment_id, (not_before, reason) in enrollments._get_cadence_delays(now).items():
+            outcomes[enrollment_id] = {"state": "postponed", "next_due": not_before, "state_msg": reason}
         by_step = defaultdict(list)
-        for enrollment in enrollments:
+        for enrollment in enrollments.filtered(lambda e: e.id not in outcomes):
             by_step[enrollment.step_id].append(enrollment.id)
         for step, group_ids in by_step.items():
-            group = enrollments.browse(group_ids)
-            try:
-                with self.env.cr.savepoint():
-                    outcomes.update(step._execute(group))
-            except Exception as exc:  # noqa: BLE001 - one broken step must not stop the batch
-                if is_concurrency_error(exc):
-                    raise
-                _logger.exception("behavioral_email: step %s failed for %s enrollment(s)", step.id, len(group))
-                for enrollment in group:
-                    outcomes[enrollment.id] = {
-                        "state": "failed", "failure_type": "unknown",
-                        "state_msg": self.env._("Unexpected error: %s", exc),
-                    }
+            outcomes.update(step._execute_isolated(enrollments.browse(group_ids)))
         self._record_outcomes(enrollments, outcomes)
 
+    def _end_reached_goals(self):
+        """End those of these enrollments whose goal is met; return them."""
+        reached_all = {}
+        for goal in set(self.sequence_id.mapped("goal")) - {"none"}:
+            group = self.filtered(lambda e, g=goal: e.sequence_id.goal == g)
+            reached = self._get_goal_reached(goal, [
+                (e.id, e.partner_id.id, e.order_id.id, e.goal_since, e.payload or {}) for e in group
+            ])
+            group.filtered(lambda e, r=reached: e.id in r)._end_on_goal(reached)
+            reached_all.update(reached)
+        return self.filtered(lambda e: e.id in reached_all)
+
+    def _get_cadence_delays(self, now):
+        """The cadence gate every step passes before it runs.
+
+        Extended by each rule (quiet hours, send windows, frequency caps, the
+        customer's own frequency and pause): an override adds
+        ``{enrollment id: (not before, reason)}`` for the enrollments it holds
+        back, keeping the later date when several rules hold one back (use
+        :meth:`_merge_delays`). Set-based: a fixed number of queries per batch.
+
+        :return dict: {enrollment id: (datetime, reason)}
+        """
+        return {}
+
+    @api.model
+    def _merge_delays(self, delays, more):
+        """Merge ``more`` into ``delays``, keeping the later moment of each."""
+        for enrollment_id, (when, reason) in more.items():
+            if enrollment_id not in delays or when > delays[enrollment_id][0]:
+                delays[enrollment_id] = (when, reason)
+        return delays
+
     def _record_outcomes(self, enrollments, outcomes):
-        """Write the traces of a batch and move each enrollment on."""
+        """Write the traces of a batch and move each enrollment on.
+
+        Outcome states: ``sent`` and ``skipped`` go to the next step (or the
+        one the outcome names in ``next_step_id``); ``canceled`` exits (consent
+        or source missing); ``failed`` fails the enrollment; ``retry`` keeps it
+        running and retries later with backoff, failing it once the retries
+        are spent; ``postponed`` writes no trace and moves ``next_due``.
+        """
         now = fields.Datetime.now()
         Trace = self.env["behavioral.trace"].sudo()
+        traced = enrollments.filtered(lambda e: outcomes[e.id]["state"] != "postponed")
         # a failed trace is reused on retry: still one trace per (enrollment, step)
         previous = Trace.search([
-            ("enrollment_id", "in", enrollments.ids), ("state", "=", "failed"),
-        ])
+            ("enrollment_id", "in", traced.ids), ("state", "=", "failed"),
+        ]) if traced else Trace
         previous_map = {(t.enrollment_id.id, t.step_id.id): t for t in previous}
         create_vals = []
-        for enrollment in enrollments:
-            vals = dict(TRACE_DEFAULTS, **outcomes[enrollment.id], executed_at=now)
+        for enrollment in traced:
+            outcome = outcomes[enrollment.id]
+            vals = dict(TRACE_DEFAULTS, executed_at=now, **{
+                key: value for key, value in outcome.items() if key in Trace._fields})
+            if vals["state"] == "retry":
+                vals["state"] = "failed"
             trace = previous_map.get((enrollment.id, enrollment.step_id.id))
             if trace:
                 trace.write(vals)
@@ -297,34 +357,54 @@ class BehavioralEnrollment(models.Model):
         Trace.create(create_vals)
 
         # move enrollments, one write per distinct outcome
+        max_retries = len(RETRY_BACKOFF_MINUTES)
+        next_steps = {step: step._get_next_step() for step in enrollments.step_id}
         moves = defaultdict(list)
         for enrollment in enrollments:
             outcome = outcomes[enrollment.id]
-            if outcome["state"] in ("sent", "skipped"):
-                key = ("next", enrollment.step_id)
-            elif outcome["state"] == "canceled":
-                key = ("exit", CONSENT_EXITS.get(outcome.get("failure_type"), "no_email"))
+            state = outcome["state"]
+            if state == "retry" and enrollment.retry_count >= max_retries:
+                state = "failed"
+            if state in ("sent", "skipped"):
+                next_step = self.env["behavioral.sequence.step"].browse(outcome["next_step_id"]) \
+                    if "next_step_id" in outcome else next_steps[enrollment.step_id]
+                key = ("next", next_step, outcome.get("next_due"))
+            elif state == "postponed":
+                key = ("wait", outcome["next_due"], outcome.get("state_msg"))
+            elif state == "retry":
+                key = ("retry", enrollment.retry_count, outcome.get("state_msg"))
+            elif state == "canceled":
+                key = ("exit", CONSENT_EXITS.get(outcome.get("failure_type"), "no_email"), None)
             else:
-                key = ("failed", outcome.get("state_msg"))
+                key = ("failed", outcome.get("state_msg"), outcome.get("failure_type") or "unknown")
             moves[key].append(enrollment.id)
-        for (kind, value), group_ids in moves.items():
+        for (kind, value, extra), group_ids in moves.items():
             group = enrollments.browse(group_ids)
             if kind == "next":
-                next_step = value._get_next_step()
-                if next_step:
+                if value:
                     group.write({
-                        "step_id": next_step.id,
-                        "next_due": now + next_step._get_delay(),
+                        "step_id": value.id,
+                        "next_due": extra or now + value._get_delay(),
                         "last_step_date": now,
+                        "retry_count": 0,
+                        "wait_reason": False,
                     })
                 else:
-                    group.write({"last_step_date": now})
+                    group.write({"last_step_date": now, "wait_reason": False})
                     group._end("done")
+            elif kind == "wait":
+                group.write({"next_due": value, "wait_reason": extra})
+            elif kind == "retry":
+                group.write({
+                    "retry_count": value + 1,
+                    "next_due": now + timedelta(minutes=RETRY_BACKOFF_MINUTES[value]),
+                    "wait_reason": self.env._("Retry after a transient failure: %s", extra),
+                })
             elif kind == "exit":
                 group.write({"last_step_date": now})
                 group._end("exited", value)
             else:
-                group.write({"state": "failed", "state_msg": value})
+                group.write({"state": "failed", "state_msg": value, "failure_type": extra})
         enrollments._schedule_advance()
 
     def _end(self, state, reason=False):
@@ -336,6 +416,7 @@ class BehavioralEnrollment(models.Model):
             "exit_reason": reason,
             "next_due": False,
             "step_id": False,
+            "wait_reason": False,
         })
         self.filtered(lambda e: (e.dedupe_key or "").startswith("running:")).write({"dedupe_key": False})
 
@@ -344,30 +425,15 @@ class BehavioralEnrollment(models.Model):
     # ------------------------------------------------------------
 
     @api.model
-    def _get_goal_reached(self, rows):
-        """Which rows have reached the 'order placed' goal.
+    def _get_goal_reached(self, goal, rows):
+        """Which rows have reached ``goal``; each goal is a method
+        ``_get_goal_reached_<goal>(rows)`` of its own (``models/goals/``).
 
-        :param list rows: (key, partner id, order id or False, since) tuples
-        :return dict: {key: id of the first qualifying order} for the keys whose
-            order (cart) is confirmed, or whose customer confirmed another order
-            at or after ``since``
+        :param list rows: (key, partner id, order id or False, since, payload)
+        :return dict: {key: id of the order that reached it (or True)}
         """
-        rows = [row for row in rows if row[1]]
-        if not rows:
-            return {}
-        self.env["sale.order"].flush_model(["state", "partner_id", "date_order"])
-        values = SQL(", ").join(
-            SQL("(%s::int, %s::int, %s::int, %s::timestamp)", key, partner_id, order_id or None, since)
-            for key, partner_id, order_id, since in rows
-        )
-        self.env.cr.execute(SQL(
-            """SELECT v.key, min(so.id) FROM (VALUES %s) AS v(key, partner_id, order_id, since)
-                 JOIN sale_order so
-                   ON so.state = 'sale'
-                  AND (so.id = v.order_id OR (so.partner_id = v.partner_id AND so.date_order >= v.since))
-                GROUP BY v.key""",
-            values))
-        return dict(self.env.cr.fetchall())
+        method = getattr(self, f"_get_goal_reached_{goal}", None)
+        return method(rows) if method and rows else {}
 
     def _end_on_goal(self, reached):
         """Close these enrollments as converted.
@@ -409,18 +475,15 @@ class BehavioralEnrollment(models.Model):
         Called when new triggers are evaluated, so that an order placed ends
         the cart series right away rather than at its next due step.
         """
-        orders = triggers.filtered(lambda t: t.trigger_type == "order_confirmed")
-        if not orders:
+        partners = triggers.partner_id
+        if not partners:
             return
         running = self.sudo().search([
             ("state", "=", "running"),
-            ("sequence_id.goal", "=", "order_confirmed"),
-            ("partner_id", "in", orders.partner_id.ids),
+            ("sequence_id.goal", "!=", "none"),
+            ("partner_id", "in", partners.ids),
         ])
-        reached = self._get_goal_reached([
-            (e.id, e.partner_id.id, e.order_id.id, e.goal_since) for e in running
-        ])
-        running.filtered(lambda e: e.id in reached)._end_on_goal(reached)
+        running._end_reached_goals()
 
     # ------------------------------------------------------------
     # TOOLS

@@ -1,5 +1,6 @@
 import logging
 from ast import literal_eval
+from collections import defaultdict
 from datetime import timedelta
 
 from psycopg2 import IntegrityError
@@ -10,7 +11,6 @@ from odoo.osv import expression
 from odoo.tools import SQL
 
 from .behavioral_enrollment import CONSENT_EXITS
-from .behavioral_trigger import TRIGGER_MODELS, TRIGGER_TYPES
 
 _logger = logging.getLogger(__name__)
 
@@ -46,16 +46,15 @@ class BehavioralSequence(models.Model):
         [("draft", "Draft"), ("running", "Running"), ("paused", "Paused")],
         default="draft", required=True, index=True, tracking=True, copy=False)
     trigger_type = fields.Selection(
-        TRIGGER_TYPES, string="Trigger", required=True, default="cart_abandoned", tracking=True)
+        selection="_selection_trigger_type", string="Trigger", required=True, tracking=True)
     source_model = fields.Char(compute="_compute_source_model")
+    trigger_settings = fields.Char(
+        compute="_compute_source_model",
+        help="Technical: the settings the trigger kind offers, for the form.")
     # filters
     website_id = fields.Many2one(
         "website", ondelete="cascade",
         help="Only carts and orders of this website. Leave empty for every website.")
-    cart_idle_hours = fields.Float(
-        "Idle Threshold (hours)",
-        help="A cart counts as abandoned once it has not changed for this long. "
-             "Leave at 0 to use the website's Abandoned Delay.")
     entry_window_hours = fields.Integer(
         "Entry Window (hours)", default=72, required=True,
         help="A trigger older than this never enrolls. Starting a sequence on a "
@@ -67,7 +66,7 @@ class BehavioralSequence(models.Model):
         "Customer Filter", default="[]",
         help="Only customers matching this domain enroll.")
     goal = fields.Selection(
-        [("none", "None"), ("order_confirmed", "Customer places an order")],
+        [("none", "None")],
         compute="_compute_goal", store=True, readonly=False, required=True, precompute=True,
         help="When the goal is met the enrollment ends and no further step is sent. "
              "For carts: that cart, or any later order of the customer, is confirmed.")
@@ -103,6 +102,9 @@ class BehavioralSequence(models.Model):
     step_count = fields.Integer(compute="_compute_statistics")
     enrollment_count = fields.Integer(compute="_compute_statistics")
     running_count = fields.Integer("Running Enrollments", compute="_compute_statistics")
+    failed_count = fields.Integer(
+        "Failed Enrollments", compute="_compute_statistics",
+        help="Enrollments stopped by an error; Retry Failed puts them back in the queue.")
     trace_count = fields.Integer("Emails", compute="_compute_statistics")
     converted_count = fields.Integer(
         "Conversions", compute="_compute_statistics",
@@ -112,15 +114,25 @@ class BehavioralSequence(models.Model):
         compute="_compute_statistics",
         help="Total (untaxed) of the orders that converted the enrollments.")
 
+    @api.model
+    def _selection_trigger_type(self):
+        return self.env["behavioral.trigger"]._fields["trigger_type"]._description_selection(self.env)
+
     @api.depends("trigger_type")
     def _compute_source_model(self):
+        Trigger = self.env["behavioral.trigger"]
         for sequence in self:
-            sequence.source_model = TRIGGER_MODELS.get(sequence.trigger_type)
+            info = Trigger._get_kind_info(sequence.trigger_type)
+            sequence.source_model = info.get("model")
+            sequence.trigger_settings = " ".join(info.get("settings", []))
 
     @api.depends("trigger_type")
     def _compute_goal(self):
+        Trigger = self.env["behavioral.trigger"]
+        goals = dict(self._fields["goal"]._description_selection(self.env))
         for sequence in self:
-            sequence.goal = "order_confirmed" if sequence.trigger_type == "cart_abandoned" else "none"
+            goal = Trigger._get_kind_info(sequence.trigger_type).get("goal", "none")
+            sequence.goal = goal if goal in goals else "none"
 
     @api.depends("company_id")
     def _compute_email_from(self):
@@ -133,8 +145,11 @@ class BehavioralSequence(models.Model):
         Enrollment = self.env["behavioral.enrollment"]
         enrollments = dict(Enrollment._read_group(
             [("sequence_id", "in", self.ids)], ["sequence_id"], ["__count"]))
-        running = dict(Enrollment._read_group(
-            [("sequence_id", "in", self.ids), ("state", "=", "running")], ["sequence_id"], ["__count"]))
+        by_state = defaultdict(int)
+        for sequence, state, count in Enrollment._read_group(
+                [("sequence_id", "in", self.ids), ("state", "in", ("running", "failed"))],
+                ["sequence_id", "state"], ["__count"]):
+            by_state[sequence, state] = count
         traces = dict(self.env["behavioral.trace"]._read_group(
             [("sequence_id", "in", self.ids), ("state", "=", "sent")], ["sequence_id"], ["__count"]))
         conversions = {}
@@ -152,7 +167,8 @@ class BehavioralSequence(models.Model):
             sequence.converted_count, sequence.revenue = conversions.get(sequence.id, (0, 0.0))
             sequence.step_count = len(sequence.step_ids)
             sequence.enrollment_count = enrollments.get(sequence, 0)
-            sequence.running_count = running.get(sequence, 0)
+            sequence.running_count = by_state[sequence, "running"]
+            sequence.failed_count = by_state[sequence, "failed"]
             sequence.trace_count = traces.get(sequence, 0)
 
     @api.constrains("filter_domain", "partner_domain", "trigger_type")
@@ -167,13 +183,11 @@ class BehavioralSequence(models.Model):
                         "The %(field)s of sequence %(sequence)s is not a valid domain: %(error)s",
                         field=self._fields[fname].string, sequence=sequence.name, error=exc)) from exc
 
-    @api.constrains("entry_window_hours", "cart_idle_hours")
+    @api.constrains("entry_window_hours")
     def _check_windows(self):
         for sequence in self:
             if sequence.entry_window_hours <= 0:
                 raise ValidationError(self.env._("The entry window must be at least one hour."))
-            if sequence.cart_idle_hours < 0:
-                raise ValidationError(self.env._("The idle threshold cannot be negative."))
 
     @api.constrains("consent_mode", "mailing_list_ids")
     def _check_consent_mode(self):
@@ -199,7 +213,7 @@ class BehavioralSequence(models.Model):
         sequences = super().create(vals_list)
         for sequence in sequences.filtered(lambda s: not s.campaign_id):
             sequence.campaign_id = self.env["utm.campaign"].sudo().create({"name": sequence.name})
-        sequences.step_ids._sync_mailing()
+        sequences.step_ids._sync_sequence_settings()
         return sequences
 
     @api.ondelete(at_uninstall=False)
@@ -223,7 +237,7 @@ class BehavioralSequence(models.Model):
             raise UserError(self.env._("Pause the sequence before changing its trigger."))
         res = super().write(vals)
         if {"email_from", "reply_to", "campaign_id", "name"} & set(vals):
-            self.step_ids._sync_mailing()
+            self.step_ids._sync_sequence_settings()
         return res
 
     def copy_data(self, default=None):
@@ -282,6 +296,21 @@ class BehavioralSequence(models.Model):
             "domain": [("id", "in", orders.ids)],
         }
 
+    def action_view_failed(self):
+        self.ensure_one()
+        action = self.env["behavioral.enrollment"]._action_view(
+            [("sequence_id", "=", self.id), ("state", "=", "failed")],
+            {"default_sequence_id": self.id, "search_default_group_by_failure_type": 1})
+        action["name"] = self.env._("Failed enrollments of %s", self.name)
+        return action
+
+    def action_retry_failed(self):
+        failed = self.env["behavioral.enrollment"].search([
+            ("sequence_id", "in", self.ids), ("state", "=", "failed")])
+        if failed:
+            failed.action_retry()
+        return True
+
     def action_view_traces(self):
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_trace_action")
@@ -291,20 +320,6 @@ class BehavioralSequence(models.Model):
     # ------------------------------------------------------------
     # TOOLS
     # ------------------------------------------------------------
-
-    def _get_cart_idle_minutes(self, website):
-        """Idle threshold of this sequence for carts of ``website``, in minutes."""
-        self.ensure_one()
-        hours = self.cart_idle_hours or website.cart_abandoned_delay or 1.0
-        return max(int(round(hours * 60)), 1)
-
-    @api.model
-    def _get_covered_websites(self):
-        """Websites whose carts a running abandoned-cart sequence takes care of."""
-        sequences = self.sudo().search([("state", "=", "running"), ("trigger_type", "=", "cart_abandoned")])
-        if sequences.filtered(lambda s: not s.website_id):
-            return self.env["website"].sudo().search([])  # pylint: disable=no-search-all
-        return sequences.website_id
 
     def _get_consent_failures(self, partners):
         """Which of these partners may not receive this sequence's emails.
@@ -404,16 +419,15 @@ class BehavioralSequence(models.Model):
                 refuse(trigger, self.env._("no customer"))
             elif self.website_id and payload.get("website_id") and payload["website_id"] != self.website_id.id:
                 continue
-            elif (self.trigger_type == "cart_abandoned"
-                  and payload.get("idle_minutes") != self._get_cart_idle_minutes(
-                      self.env["website"].browse(payload.get("website_id")))):
-                # detected for another sequence's threshold
-                continue
             else:
                 accepted_ids.append(trigger.id)
-        if not accepted_ids:
-            return Enrollment
         accepted = triggers.browse(accepted_ids)
+        # the kind's own enrollment rules (thresholds, counts, properties)
+        kind_filter = getattr(type(accepted), f"_filter_{self.trigger_type}", None)
+        if kind_filter and accepted:
+            accepted = kind_filter(accepted, self, refuse)
+        if not accepted:
+            return Enrollment
 
         # source documents: still there, and matching the filter
         model = self.source_model
@@ -445,8 +459,9 @@ class BehavioralSequence(models.Model):
 
         # goal already met (e.g. the cart was ordered meanwhile)
         if self.goal != "none" and candidates:
-            reached = Enrollment._get_goal_reached([
-                (trigger.id, trigger.partner_id.id, trigger._get_order_id(), trigger._get_goal_since())
+            reached = Enrollment._get_goal_reached(self.goal, [
+                (trigger.id, trigger.partner_id.id, trigger._get_order_id(), trigger._get_goal_since(),
+                 trigger.payload or {})
                 for trigger in candidates
             ])
             for trigger in candidates.filtered(lambda t: t.id in reached):
@@ -508,6 +523,7 @@ class BehavioralSequence(models.Model):
             "res_id": trigger.res_id,
             "order_id": trigger._get_order_id(),
             "goal_since": trigger._get_goal_since(),
+            "payload": trigger.payload or {},
             "dedupe_key": key,
             "company_id": (self.company_id or trigger.company_id).id,
         }

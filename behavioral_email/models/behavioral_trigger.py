@@ -11,20 +11,6 @@ from ..tools import is_concurrency_error, process_in_batches, run_isolated
 
 _logger = logging.getLogger(__name__)
 
-TRIGGER_TYPES = [
-    ("cart_abandoned", "Cart abandoned"),
-    ("order_confirmed", "Order confirmed"),
-    ("partner_created", "New contact"),
-]
-
-# Model of the source document for each trigger type.
-TRIGGER_MODELS = {
-    "cart_abandoned": "sale.order",
-    "order_confirmed": "sale.order",
-    "partner_created": "res.partner",
-}
-
-
 class BehavioralTrigger(models.Model):
     """A captured signal: something a customer did, or stopped doing.
 
@@ -32,6 +18,21 @@ class BehavioralTrigger(models.Model):
     by detection crons (absences such as an idle cart). Each row carries a
     ``dedupe_key`` made unique by the database, so that a capture repeated or
     a detection run twice adds nothing.
+
+    Trigger kinds are an extension point, one file per kind under
+    ``models/triggers/``, the way payment providers plug into
+    ``payment.provider``. A kind:
+
+    * adds itself to ``trigger_type`` with ``selection_add``;
+    * declares itself in :meth:`_get_trigger_kinds` (source model, default
+      goal, the sequence fields its form shows);
+    * is captured by an ORM override on its source model that calls
+      :meth:`_insert_triggers`, or detected by ``_detect_<kind>(now)``: one
+      set-based ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, run by
+      :meth:`_cron_detect` only while a sequence of that kind runs;
+    * may refine enrollment with ``_filter_<kind>(sequence, triggers, refuse)``
+      (returns the triggers the sequence accepts; ``refuse(trigger, reason)``
+      notes a refusal) and add its own settings to ``behavioral.sequence``.
 
     States (``state``):
 
@@ -50,7 +51,7 @@ class BehavioralTrigger(models.Model):
     _order = "occurred_at desc, id desc"
     _rec_name = "trigger_type"
 
-    trigger_type = fields.Selection(TRIGGER_TYPES, required=True, index=True, readonly=True)
+    trigger_type = fields.Selection([], required=True, index=True, readonly=True)
     partner_id = fields.Many2one(
         "res.partner", string="Customer", index=True, ondelete="cascade", readonly=True)
     res_model = fields.Char("Source Model", required=True, readonly=True)
@@ -152,77 +153,64 @@ class BehavioralTrigger(models.Model):
     def _cron_detect(self):
         """Detect absences in bulk and record them as triggers.
 
-        For now: carts left idle past the threshold of a running abandoned-cart
-        sequence. One set-based INSERT ... SELECT per (website, threshold);
-        reruns add nothing thanks to the unique ``dedupe_key``.
+        Runs ``_detect_<kind>(now)`` for every kind that has a running
+        sequence; each is one set-based statement (or one per setting), and a
+        rerun adds nothing thanks to the unique ``dedupe_key``. A kind whose
+        detection fails is logged and the others go on.
         """
-        created = self._detect_abandoned_carts()
-        _logger.info("behavioral_email: %s abandoned cart trigger(s) detected", len(created))
-        return created
-
-    @api.model
-    def _detect_abandoned_carts(self, now=None):
-        now = now or fields.Datetime.now()
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "cart_abandoned"),
-        ])
-        if not sequences:
-            return []
-        websites = self.env["website"].sudo().search([])  # pylint: disable=no-search-all
-        # (website, idle minutes) -> the longest entry window that needs it
-        windows = {}
-        for sequence in sequences:
-            for website in (sequence.website_id or websites):
-                key = (website, sequence._get_cart_idle_minutes(website))
-                windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        now = fields.Datetime.now()
         created = []
-        for (website, idle_minutes), window_hours in windows.items():
-            idle_limit = now - timedelta(minutes=idle_minutes)
-            oldest = idle_limit - timedelta(hours=window_hours)
-            self.env.flush_all()
-            self.env.cr.execute(SQL(
-                """
-                INSERT INTO behavioral_trigger
-                    (trigger_type, partner_id, res_model, res_id, occurred_at, payload,
-                     dedupe_key, state, company_id, create_uid, create_date, write_uid, write_date)
-                SELECT 'cart_abandoned', so.partner_id, 'sale.order', so.id,
-                       so.behavioral_cart_activity + make_interval(mins => %(idle)s),
-                       jsonb_build_object(
-                           'website_id', so.website_id,
-                           'idle_minutes', %(idle)s,
-                           'last_activity', so.behavioral_cart_activity,
-                           'amount_total', so.amount_total),
-                       'cart_abandoned:' || so.id || ':'
-                           || to_char(so.behavioral_cart_activity, 'YYYYMMDDHH24MISSUS')
-                           || ':' || %(idle)s,
-                       'new', so.company_id, %(uid)s, %(now)s, %(uid)s, %(now)s
-                  FROM sale_order so
-                  JOIN res_partner partner ON partner.id = so.partner_id
-                 WHERE so.website_id = %(website)s
-                   AND so.state = 'draft'
-                   AND so.behavioral_cart_activity IS NOT NULL
-                   AND so.behavioral_cart_activity <= %(idle_limit)s
-                   AND so.behavioral_cart_activity > %(oldest)s
-                   AND COALESCE(partner.email, '') != ''
-                   AND NOT EXISTS (
-                       SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
-                        WHERE u.partner_id = so.partner_id)
-                   AND EXISTS (SELECT 1 FROM sale_order_line line WHERE line.order_id = so.id)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM sale_order later
-                        WHERE later.partner_id = so.partner_id
-                          AND later.state = 'sale'
-                          AND later.date_order >= so.behavioral_cart_activity)
-                ON CONFLICT (dedupe_key) DO NOTHING
-                RETURNING id
-                """,
-                idle=idle_minutes, uid=self.env.uid, now=now, website=website.id,
-                idle_limit=idle_limit, oldest=oldest,
-            ))
-            created += [row[0] for row in self.env.cr.fetchall()]
+        for kind in self._get_running_kinds():
+            detect = getattr(self, f"_detect_{kind}", None)
+            if not detect:
+                continue
+            try:
+                with self.env.cr.savepoint():
+                    ids = detect(now)
+            except Exception as exc:
+                if is_concurrency_error(exc):
+                    raise
+                _logger.exception("behavioral_email: detection of %s failed", kind)
+                continue
+            _logger.info("behavioral_email: %s %s trigger(s) detected", len(ids), kind)
+            created += ids
         if created:
             self._trigger_enroll_cron()
         return created
+
+    @api.model
+    def _get_running_kinds(self):
+        """Trigger kinds that at least one running sequence listens to."""
+        groups = self.env["behavioral.sequence"].sudo()._read_group(
+            [("state", "=", "running")], ["trigger_type"])
+        return [kind for (kind,) in groups]
+
+    @api.model
+    def _get_trigger_kinds(self):
+        """Declarations of the trigger kinds, extended by each kind's file.
+
+        :return dict: {kind: {
+            'model': model of the source document (str),
+            'goal': default goal of a new sequence of this kind (str),
+            'settings': sequence fields the form shows for this kind (list),
+        }}
+        """
+        return {}
+
+    @api.model
+    def _get_kind_info(self, kind):
+        return self._get_trigger_kinds().get(kind) or {}
+
+    @api.model
+    def _prepare_detected_values(self):
+        """SQL of the columns every detection INSERT fills the same way."""
+        return SQL("'new', %s, %s, %s, %s", self.env.uid, fields.Datetime.now(),
+                   self.env.uid, fields.Datetime.now())
+
+    @api.model
+    def _get_public_partner_ids(self):
+        """Partners of the websites' public users: never a customer."""
+        return self.env["website"].sudo().search([]).user_id.partner_id.ids  # pylint: disable=no-search-all
 
     # ------------------------------------------------------------
     # ENROLLMENT
@@ -344,17 +332,19 @@ class BehavioralTrigger(models.Model):
     def _get_order_id(self):
         """The sale.order this trigger is about, if any (id, or False)."""
         self.ensure_one()
-        return self.res_id if self.res_model == "sale.order" else False
+        if self.res_model == "sale.order":
+            return self.res_id
+        return (self.payload or {}).get("order_id") or False
 
     def _get_goal_since(self):
         """Orders confirmed from this moment on count as reaching the goal.
 
-        For a cart it is its last change: an order placed after the customer
-        left the cart completes it, even one placed before the cart was
-        detected as abandoned.
+        A kind may put ``goal_since`` in its payload (a cart: its last change,
+        so that an order placed after the customer left the cart completes it,
+        even one placed before the cart was detected as abandoned).
         """
         self.ensure_one()
-        last_activity = (self.payload or {}).get("last_activity")
-        if last_activity:
-            return fields.Datetime.to_datetime(last_activity[:19].replace("T", " "))
+        since = (self.payload or {}).get("goal_since")
+        if since:
+            return fields.Datetime.to_datetime(since[:19].replace("T", " "))
         return self.occurred_at

@@ -49,24 +49,7 @@ class ResPartner(models.Model):
         if not self or self.env.context.get("behavioral_no_capture"):
             return
         try:
-            now = fields.Datetime.now()
-            vals_list = [partner._behavioral_prepare_created_trigger(now)
-                         for partner in self if partner.email and not partner.is_public]
             with self.env.cr.savepoint(flush=False):
-                self.env["behavioral.trigger"].sudo()._insert_triggers(vals_list)
+                self.env["behavioral.trigger"].sudo()._capture_partner_created(self)
         except Exception:  # noqa: BLE001 - capture must never break the write
             _logger.exception("behavioral_email: could not capture new contacts %s", self.ids)
-
-    def _behavioral_prepare_created_trigger(self, occurred_at):
-        """Values of the 'partner_created' trigger of this contact."""
-        self.ensure_one()
-        return {
-            "trigger_type": "partner_created",
-            "partner_id": self.id,
-            "res_model": "res.partner",
-            "res_id": self.id,
-            "occurred_at": occurred_at,
-            "dedupe_key": f"partner_created:{self.id}",
-            "company_id": self.company_id.id,
-            "payload": {},
-        }

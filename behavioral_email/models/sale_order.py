@@ -61,26 +61,10 @@ class SaleOrder(models.Model):
         self.invalidate_recordset(["behavioral_cart_activity"])
 
     def _behavioral_capture_confirmed(self):
-        """One 'order_confirmed' trigger per confirmed order of a real customer."""
+        """Record the confirmation of these orders; never raising."""
         try:
-            websites = self.env["website"].sudo().search([])  # pylint: disable=no-search-all
-            public_partners = websites.user_id.partner_id
-            vals_list = [{
-                "trigger_type": "order_confirmed",
-                "partner_id": order.partner_id.id,
-                "res_model": "sale.order",
-                "res_id": order.id,
-                "occurred_at": fields.Datetime.now(),
-                "dedupe_key": f"order_confirmed:{order.id}",
-                "company_id": order.company_id.id,
-                "payload": {
-                    "website_id": order.website_id.id or False,
-                    "amount_total": order.amount_total,
-                    "currency": order.currency_id.name,
-                },
-            } for order in self.sudo() if order.partner_id and order.partner_id not in public_partners]
             with self.env.cr.savepoint(flush=False):
-                self.env["behavioral.trigger"].sudo()._insert_triggers(vals_list)
+                self.env["behavioral.trigger"].sudo()._capture_order_confirmed(self.sudo())
         except Exception:  # noqa: BLE001 - capture must never break the shop
             _logger.exception("behavioral_email: could not capture confirmation of %s", self.ids)
 

@@ -1,0 +1,3 @@
+from . import cart_abandoned
+from . import order_confirmed
+from . import partner_created
