@@ -1,16 +1,30 @@
 """Several cron workers advancing the same queue at once: no duplicate, no loss.
 
-Builds a throwaway database (the addon installed, no demo data), enrolls
-N new contacts in a one-email sequence and commits; then W processes, each
-with its own connection as separate Odoo workers would have, run the
-advancing cron at the same time. Checks that every enrollment got exactly one
-trace and one mail, and prints how the work was shared.
+Builds a throwaway database (the addon installed, no demo data) and commits a
+queue of due first emails:
 
-Usage: python3 scripts/concurrency_check.py [--contacts 2000] [--workers 4] [--batch 50] [--db NAME]
+- ``--scenario carts`` (default): N customers with an abandoned website cart,
+  run through the shipped cart recovery sequence. Every email carries links
+  tracked per cart (the restore link), so the workers keep creating link
+  trackers and random short codes at the same moment.
+- ``--scenario welcome``: N new contacts and a one-email welcome sequence.
+
+Then W processes, each with its own connection as separate Odoo servers would
+have, run the advancing cron at the same time. With ``--kill``, worker 0 is
+killed with SIGKILL in the middle of its second batch (rows locked, nothing
+committed); a last cron run ("the crons left to finish") follows in a fresh
+process. The check holds when every enrollment has exactly one trace, one
+mail and no failure, and every customer exactly one first email.
+
+Usage: python3 scripts/concurrency_check.py [--scenario carts] [--contacts 2000]
+       [--workers 4] [--batch 200] [--kill] [--db NAME]
 Exits 0 when the check holds, 1 otherwise. tests/test_concurrency.py runs it.
 """
 import argparse
+import logging
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,39 +48,70 @@ def registry(db):
     return odoo.modules.registry.Registry(db)
 
 
-def worker(db, index, ready, results):
+class RetryCounter(logging.Handler):
+    """Counts the transient conflicts a worker met and retried."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record):
+        message = record.getMessage()
+        if "concurrent update" in message or "tracked link conflict" in message:
+            self.count += 1
+
+
+def worker(db, index, ready, results, die_in_batch):
     import odoo
     from odoo import api
-    reg = registry(db)
-    ready.wait(timeout=300)  # every worker loaded: all start at once
+    try:
+        reg = registry(db)
+    except BaseException:
+        ready.abort()  # the others must not wait for a worker that will never come
+        raise
+    counter = RetryCounter()
+    batch_logger = logging.getLogger("odoo.addons.behavioral_email")
+    batch_logger.setLevel(logging.INFO)
+    batch_logger.addHandler(counter)
+    Enrollment = reg["behavioral.enrollment"]
+    if die_in_batch:
+        original = Enrollment._advance_safely
+        batches = []
+
+        def advance_then_die(self):
+            original(self)
+            batches.append(len(self))
+            if len(batches) == die_in_batch:
+                # killed mid-way: the batch is processed, locked, not committed
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        Enrollment._advance_safely = advance_then_die
+    ready.wait(timeout=600)  # every worker loaded: all start at once
     with reg.cursor() as cr:
         env = api.Environment(cr, odoo.SUPERUSER_ID, {})
         t0 = time.perf_counter()
         done = env["behavioral.enrollment"]._cron_advance()
         cr.commit()
-        results[index] = (done, time.perf_counter() - t0)
+        results[index] = (done, time.perf_counter() - t0, counter.count)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contacts", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--db", default=DB)
-    args = parser.parse_args()
-    db = args.db
-
-    subprocess.run(["dropdb", "--if-exists", db], check=True)
-    print(f"building {db} ...")
-    subprocess.run([sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path()}",
-                    "-i", "behavioral_email", "--without-demo=all", "--stop-after-init",
-                    "--log-level=warn", "--log-handler=py.warnings:ERROR"], check=True)
+def finisher(db, results):
     import odoo
     from odoo import api
     reg = registry(db)
     with reg.cursor() as cr:
         env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-        env["ir.config_parameter"].set_param("behavioral_email.advance_batch_size", args.batch)
+        results["finish"] = (env["behavioral.enrollment"]._cron_advance(), 0.0, 0)
+        cr.commit()
+
+
+def build_queue(env, args):
+    """Commit a queue of due first emails; return (sequence, enrolled)."""
+    from datetime import timedelta
+
+    from odoo import fields
+    env["ir.config_parameter"].set_param("behavioral_email.advance_batch_size", args.batch)
+    if args.scenario == "welcome":
         sequence = env["behavioral.sequence"].create({
             "name": "Concurrency check", "trigger_type": "partner_created", "reentry": "partner",
             "email_from": "shop@example.com",
@@ -78,35 +123,103 @@ def main():
         env["res.partner"].create([
             {"name": f"Contact {i}", "email": f"contact{i}@example.com"} for i in range(args.contacts)
         ])
-        env["behavioral.trigger"]._cron_enroll()
-        enrolled = env["behavioral.enrollment"].search_count([("sequence_id", "=", sequence.id)])
+    else:
+        env.company.email = "shop@example.com"
+        website = env["website"].search([], limit=1)
+        product = env["product.product"].create({
+            "name": "Terracotta Pot", "list_price": 12.5, "sale_ok": True, "is_published": True})
+        partners = env["res.partner"].with_context(behavioral_no_capture=True).create([
+            {"name": f"Customer {i}", "email": f"customer{i}@example.com"} for i in range(args.contacts)
+        ])
+        orders = env["sale.order"].create([{
+            "partner_id": partner.id, "website_id": website.id,
+            "order_line": [(0, 0, {"product_id": product.id, "product_uom_qty": 2})],
+        } for partner in partners])
+        env.flush_all()
+        idle_since = fields.Datetime.now() - timedelta(hours=3)
+        env.cr.execute("UPDATE sale_order SET behavioral_cart_activity = %s WHERE id IN %s",
+                       (idle_since, tuple(orders.ids)))
+        sequence = env.ref("behavioral_email.sequence_cart")
+        sequence.write({"cart_idle_hours": 1.0, "email_from": "shop@example.com"})
+        sequence.action_start()
+        env["behavioral.trigger"]._cron_detect()
+    env["behavioral.trigger"]._cron_enroll()
+    enrolled = env["behavioral.enrollment"].search_count([("sequence_id", "=", sequence.id)])
+    return sequence, enrolled
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["carts", "welcome"], default="carts")
+    parser.add_argument("--contacts", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--kill", action="store_true", help="SIGKILL worker 0 in its second batch")
+    parser.add_argument("--db", default=DB)
+    args = parser.parse_args()
+    db = args.db
+
+    subprocess.run(["dropdb", "--if-exists", db], check=True)
+    print(f"building {db} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path()}",
+                    "-i", "behavioral_email", "--without-demo=all", "--stop-after-init",
+                    "--log-level=warn", "--log-handler=py.warnings:ERROR"], check=True)
+    import odoo
+    from odoo import api
+    reg = registry(db)
+    with reg.cursor() as cr:
+        env = api.Environment(cr, odoo.SUPERUSER_ID, {})
+        sequence, enrolled = build_queue(env, args)
+        first_step = sequence.step_ids.sorted()[:1]
         cr.commit()
-        print(f"{enrolled} enrollments due, {args.workers} workers, batches of {args.batch}")
+    print(f"{enrolled} enrollments due ({args.scenario}), {args.workers} workers, batches of {args.batch}"
+          + (", worker 0 killed in its second batch" if args.kill else ""), flush=True)
 
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         results = manager.dict()
         ready = context.Barrier(args.workers)
-        procs = [context.Process(target=worker, args=(db, i, ready, results)) for i in range(args.workers)]
+        procs = [context.Process(target=worker, args=(db, i, ready, results, 2 if args.kill and i == 0 else 0))
+                 for i in range(args.workers)]
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
+        exitcodes = [proc.exitcode for proc in procs]
+        # the crons left to finish: what a killed worker held is picked up
+        last = context.Process(target=finisher, args=(db, results))
+        last.start()
+        last.join()
         shares = dict(results)
 
     with reg.cursor() as cr:
-        cr.execute("""SELECT count(*), count(DISTINCT (enrollment_id, step_id)) FROM behavioral_trace""")
+        cr.execute("""SELECT count(*), count(DISTINCT (enrollment_id, step_id)) FROM behavioral_trace
+                       WHERE step_id = %s AND state = 'sent'""", (first_step.id,))
         traces, distinct = cr.fetchone()
-        cr.execute("""SELECT count(*) FROM mail_mail mail JOIN mail_message msg ON msg.id = mail.mail_message_id
+        cr.execute("""SELECT count(*), count(DISTINCT mail.id) FROM mail_mail mail
+                        JOIN mail_message msg ON msg.id = mail.mail_message_id
                        WHERE msg.model = 'behavioral.enrollment'""")
-        mails = cr.fetchone()[0]
-        cr.execute("""SELECT count(*) FROM behavioral_enrollment WHERE state = 'done'""")
-        done = cr.fetchone()[0]
-    for index in sorted(shares):
-        count, seconds = shares[index]
-        print(f"  worker {index}: advanced {count} enrollments in {seconds:.1f}s")
-    print(f"traces {traces} (distinct enrollment/step: {distinct}), mails {mails}, enrollments done {done}")
-    ok = traces == distinct == mails == done == enrolled and sum(c for c, _s in shares.values()) == enrolled
+        mails, _distinct_mails = cr.fetchone()
+        cr.execute("""SELECT count(*) FROM (
+                          SELECT e.partner_id FROM behavioral_trace t
+                            JOIN behavioral_enrollment e ON e.id = t.enrollment_id
+                           WHERE t.step_id = %s AND t.state = 'sent'
+                           GROUP BY e.partner_id HAVING count(*) = 1) one""", (first_step.id,))
+        customers_once = cr.fetchone()[0]
+        cr.execute("SELECT count(*) FROM behavioral_enrollment WHERE state = 'failed'")
+        failed = cr.fetchone()[0]
+        cr.execute("SELECT count(*) FROM behavioral_trace WHERE state != 'sent'")
+        not_sent = cr.fetchone()[0]
+    for index in sorted(shares, key=str):
+        count, seconds, retried = shares[index]
+        print(f"  worker {index}: advanced {count} enrollments in {seconds:.1f}s, {retried} transient conflicts retried")
+    killed = [i for i, code in enumerate(exitcodes) if code == -signal.SIGKILL]
+    if killed:
+        print(f"  worker(s) {killed} killed (SIGKILL) mid-batch")
+    print(f"traces {traces} (distinct enrollment/step: {distinct}), mails {mails}, "
+          f"customers with exactly one first email {customers_once}, failed {failed}, other traces {not_sent}")
+    ok = (traces == distinct == mails == customers_once == enrolled and not failed and not not_sent
+          and (not args.kill or killed == [0]))
     print("OK: every enrollment advanced exactly once" if ok else "FAILED: duplicates or losses")
     odoo.sql_db.close_db(db)
     subprocess.run(["dropdb", "--if-exists", db], check=False)
