@@ -34,6 +34,7 @@
             "behavioral_email/static/tests/tours/**/*",
         ],
     },
+    "images": ["static/description/screenshot_sequence_form.png"],
     "post_init_hook": "_post_init_hook",
     "application": True,
 }
