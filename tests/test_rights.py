@@ -32,6 +32,13 @@ class TestUserRights(BehavioralCommon):
             groups="sales_team.group_sale_salesman")
         cls.start(cls, cls.cart_sequence)
         cls.start(cls, cls.welcome_sequence)
+        # a sequence whose email cannot render: its enrollments fail
+        cls.fragile = env["behavioral.sequence"].create({
+            "name": "Fragile welcome", "trigger_type": "partner_created",
+            "step_ids": [(0, 0, {"subject": "Hi", "delay_value": 0,
+                                 "body_html": "<p><t t-out='object.no_such_field'/></p>"})],
+        })
+        cls.start(cls, cls.fragile)
         cls.cart = cls.make_cart(cls, cls.alice)
         cls.bob_cart = cls.make_cart(cls, cls.bob)
         (cls.cart | cls.bob_cart).user_id = cls.salesperson
@@ -43,6 +50,8 @@ class TestUserRights(BehavioralCommon):
         cls.run_crons(cls, NOW + timedelta(hours=5, minutes=1))
         cls.cart_enrollment = cls.enrollments(cls, cls.cart_sequence, cls.alice)
         cls.welcome_enrollment = cls.enrollments(cls, cls.welcome_sequence, cls.dora)
+        cls.failed_enrollment = cls.enrollments(cls, cls.fragile, cls.dora)
+        assert cls.failed_enrollment.state == "failed"
         assert cls.cart_enrollment.converted_order_id == cls.cart
         assert cls.welcome_enrollment.trace_ids
 
@@ -166,6 +175,29 @@ class TestUserRights(BehavioralCommon):
         self.assertEqual(order["user_id"]["id"], self.salesperson.id)
         self.assertTrue(order["order_line"])
 
+    def test_failed_enrollments(self):
+        """The Failed smart button, Retry Failed on the sequence, Retry on the enrollment."""
+        values, arch = self.open_form("behavioral.sequence", self.fragile.id)
+        self.assertEqual(values["failed_count"], 1)
+        buttons = {node.get("name") for node in arch.iter("button") if node.get("type") == "object"}
+        self.assertLessEqual({"action_view_failed", "action_retry_failed"}, buttons)
+        rows = self.run_window_action(self.press("behavioral.sequence", self.fragile.id, "action_view_failed"))
+        self.assertEqual([row["id"] for row in rows], self.failed_enrollment.ids)
+        values, _arch = self.open_form("behavioral.enrollment", self.failed_enrollment.id)
+        self.assertTrue(values["state_msg"])
+
+        with freeze_time(NOW + timedelta(hours=6)):
+            self.press("behavioral.sequence", self.fragile.id, "action_retry_failed")
+        self.assertEqual(self.failed_enrollment.state, "running")
+        # the template is still broken: it fails again; the enrollment's own Retry button
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=6))
+        self.assertEqual(self.failed_enrollment.state, "failed")
+        self.press("behavioral.enrollment", self.failed_enrollment.id, "action_retry")
+        self.assertEqual(self.failed_enrollment.state, "running")
+        self.press("behavioral.enrollment", self.failed_enrollment.id, "action_stop")
+        self.assertRecordValues(self.failed_enrollment, [{"state": "exited", "exit_reason": "manual"}])
+
     def test_enrollment_form_and_source(self):
         values, _arch = self.open_form("behavioral.enrollment", self.cart_enrollment.id)
         self.assertEqual(values["order_id"]["display_name"], self.cart.display_name)
@@ -192,7 +224,7 @@ class TestUserRights(BehavioralCommon):
         self.assertEqual([row["id"] for row in rows], self.enrollments(self.cart_sequence, self.bob).ids)
         action = self.press("res.partner", self.dora.id, "action_view_behavioral_enrollments")
         rows = self.run_window_action(action)
-        self.assertEqual([row["id"] for row in rows], self.welcome_enrollment.ids)
+        self.assertEqual({row["id"] for row in rows}, set((self.welcome_enrollment | self.failed_enrollment).ids))
 
     def test_filter_domain_widgets(self):
         """The domain widgets count matching carts and customers as the user,
