@@ -159,7 +159,8 @@ class TestUserRights(BehavioralCommon):
         self.assertLessEqual(
             {"action_view_enrollments", "action_view_traces", "action_view_conversions"}, buttons)
 
-        rows = self.run_window_action(self.press("behavioral.sequence", self.cart_sequence.id, "action_view_enrollments"))
+        rows = self.run_window_action(
+            self.press("behavioral.sequence", self.cart_sequence.id, "action_view_enrollments"))
         self.assertEqual({row["id"] for row in rows}, set(self.enrollments(self.cart_sequence).ids))
 
         rows = self.run_window_action(self.press("behavioral.sequence", self.cart_sequence.id, "action_view_traces"))
@@ -214,7 +215,8 @@ class TestUserRights(BehavioralCommon):
         [partner] = self.run_window_action(action)
         self.assertEqual(partner["email"], "dora@example.com")
 
-        rows = self.run_window_action(self.press("behavioral.enrollment", self.cart_enrollment.id, "action_view_traces"))
+        rows = self.run_window_action(
+            self.press("behavioral.enrollment", self.cart_enrollment.id, "action_view_traces"))
         self.assertEqual([row["id"] for row in rows], self.cart_enrollment.trace_ids.ids)
 
     def test_cart_and_customer_smart_buttons(self):

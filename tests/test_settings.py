@@ -104,7 +104,8 @@ class TestSettings(BehavioralCommon):
         self.save(behavioral_trigger_retention_days=0)
         # stored explicitly: a missing parameter would mean the 180-day default
         self.assertEqual(self.ICP.get_param("behavioral_email.trigger_retention_days"), "0")
-        self.assertEqual(self.env(user=self.admin)["res.config.settings"].create({}).behavioral_trigger_retention_days, 0)
+        settings = self.env(user=self.admin)["res.config.settings"].create({})
+        self.assertEqual(settings.behavioral_trigger_retention_days, 0)
         with freeze_time(NOW):
             Trigger._cron_gc()
         self.assertTrue(Trigger.search([("partner_id", "=", old.id)]))
