@@ -23,6 +23,7 @@
         "views/res_partner_views.xml",
         "views/sale_order_views.xml",
         "views/mailing_mailing_views.xml",
+        "views/res_config_settings_views.xml",
         "views/behavioral_menus.xml",
     ],
     "demo": [
@@ -33,6 +34,7 @@
             "behavioral_email/static/tests/tours/**/*",
         ],
     },
+    "images": ["static/description/screenshot_sequence_form.png"],
     "post_init_hook": "_post_init_hook",
     "application": True,
 }

@@ -8,6 +8,8 @@ from . import mailing_trace
 from . import res_partner
 from . import sale_order
 from . import sale_order_line
+from . import res_company
+from . import res_config_settings
 from . import triggers
 from . import steps
 from . import goals
