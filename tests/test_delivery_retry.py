@@ -153,6 +153,22 @@ class TestDeliveryRetry(BehavioralCommon):
         self.assertEqual(message["Subject"], "Welcome to Garden Shop")
         self.assertTrue(message["List-Unsubscribe"])
 
+    def test_outage_queries_do_not_grow(self):
+        """Putting a batch back in the queue costs the same whatever its size."""
+        counts = []
+        for index, size in enumerate((2, 5, 25)):
+            at = NOW + timedelta(days=index)
+            _partners, mails = self.welcome(size, at=at, prefix=f"wave{index}x")
+            self.env.flush_all()
+            self.env.invalidate_all()
+            before = self.env.cr.sql_log_count
+            self.run_queue(at + timedelta(minutes=2))
+            self.env.flush_all()
+            counts.append(self.env.cr.sql_log_count - before)
+            self.assertEqual(set(mails.mapped("behavioral_retry_count")), {1})
+            mails.cancel()  # out of the next wave's queue run
+        self.assertEqual(counts[1], counts[2], f"queue run queries by batch size (2, 5, 25): {counts}")
+
     def test_temporary_refusal_retried(self):
         """451 for one recipient: that email is retried, the next one of the
         same session goes out at once."""
