@@ -258,7 +258,8 @@ class TestDeliveryRetry(BehavioralCommon):
         trace = self.traces(jill)
         self.assertRecordValues(trace, [{"state": "failed", "failure_type": "mail_smtp"}])
         self.assertIn("Connection refused", trace.state_msg)
-        self.assertRecordValues(enrollment, [{"state": "failed", "step_id": self.first_step.id}])
+        self.assertRecordValues(enrollment, [{
+            "state": "failed", "failure_type": "mail_smtp", "step_id": self.first_step.id}])
         self.assertIn("Connection refused", enrollment.state_msg)
 
         # nothing lost: retrying the enrollment sends the welcome again
