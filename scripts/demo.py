@@ -3,23 +3,54 @@
 Customers leave carts, one of them orders in between, one is blocklisted,
 others sign up or place orders; the crons run as the clock moves forward and
 every queued email is printed. Finally Odoo's own mail queue sends them to an
-SMTP sink on loopback, which shows what really went out (with headers).
+SMTP server on loopback (aiosmtpd), which shows what really went out (with
+headers).
 
 Usage: python3 scripts/demo.py DATABASE   (see scripts/demo.sh)
 """
+import email
+import email.policy
+import logging
+import socket
 import sys
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 
+from aiosmtpd.controller import Controller
 from freezegun import freeze_time
 
 import odoo
 from odoo import api
 from odoo.tools import config
 
-sys.path.insert(0, str(Path(__file__).parent))
-from smtp_sink import SmtpSink  # noqa: E402
+
+class Sink:
+    """aiosmtpd handler that keeps every message it receives, headers decoded."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_sink():
+    """An SMTP server on 127.0.0.1 (a free port) while in the block:
+    yields (sink, port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
 
 
 def queued_since(env, last_id):
@@ -105,18 +136,18 @@ def main(dbname, addons_path):
             print(f"    {sequence.name:<26} enrolled {sequence.enrollment_count:>2}, emails {sequence.trace_count:>2}, "
                   f"conversions {sequence.converted_count}, revenue {sequence.revenue:.2f}")
 
-        with SmtpSink() as sink:
+        with smtp_sink() as (sink, port):
             server = env["ir.mail_server"].create({
-                "name": "Demo SMTP sink", "smtp_host": "127.0.0.1", "smtp_port": sink.port,
+                "name": "Demo SMTP sink", "smtp_host": "127.0.0.1", "smtp_port": port,
                 "smtp_encryption": "none", "sequence": 1,
             })
             mails = env["mail.mail"].sudo().search([("state", "=", "outgoing"), ("model", "=", "behavioral.enrollment")])
             mails.write({"mail_server_id": server.id})
             threading.current_thread().testing = False
             mails.send(raise_exception=False)
-            print(f"\nOdoo's mail queue delivered {len(sink.messages)} email(s) to the SMTP sink on 127.0.0.1:{sink.port}")
+            print(f"\nOdoo's mail queue delivered {len(sink.messages)} email(s) to the SMTP sink on 127.0.0.1:{port}")
             if sink.messages:
-                message = sink.messages[0]["message"]
+                message = sink.messages[0]
                 print(f"    e.g. To: {message['To']} | Subject: {message['Subject']}")
                 print(f"         List-Unsubscribe: {message['List-Unsubscribe']}")
                 print(f"         List-Unsubscribe-Post: {message['List-Unsubscribe-Post']}")

@@ -3,6 +3,7 @@ from . import behavioral_sequence
 from . import behavioral_sequence_step
 from . import behavioral_enrollment
 from . import behavioral_trace
+from . import mail_mail
 from . import mailing_mailing
 from . import mailing_trace
 from . import res_partner

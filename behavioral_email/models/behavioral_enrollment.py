@@ -57,8 +57,9 @@ class BehavioralEnrollment(models.Model):
     * ``exited``: left early, ``exit_reason`` says why: the goal was reached
       (:meth:`_exit_on_goal_triggers`, :meth:`_advance`), the address is
       blocklisted, opted out or bounced (:meth:`_advance`, and
-      ``mailing.trace.set_bounced``), or a user stopped it
-      (:meth:`action_stop`).
+      ``mailing.trace.set_bounced``, also when the mail server refuses the
+      recipient while sending: ``state_msg`` holds its reply), or a user
+      stopped it (:meth:`action_stop`).
     * ``failed``: a step could not be run (e.g. its template does not render);
       ``state_msg`` holds the error, ``failure_type`` its kind, and the step's
       trace is ``failed``. Set by :meth:`_record_outcomes` (or
@@ -66,8 +67,12 @@ class BehavioralEnrollment(models.Model):
       again with the enrollment alone; a step failing for a transient reason
       (outcome ``retry``) stays ``running`` and is retried with backoff
       (``retry_count``, :data:`RETRY_BACKOFF_MINUTES`) before it fails.
+      Or an email of the sequence was never delivered (the mail server stayed
+      unreachable past the retry limit): ``failure_type`` is ``mail_smtp`` and
+      ``step_id`` is set back to that email's step, by
+      ``behavioral.trace._set_delivery_failed``.
       :meth:`action_retry` (and the sequence's *Retry failed*) puts it back
-      to ``running``.
+      to ``running``, which runs ``step_id`` again.
 
     A running enrollment whose step may not run yet (quiet hours, frequency
     cap, send window, the customer's pause, a wait step) is postponed, never

@@ -1,3 +1,5 @@
+from collections import defaultdict
+
 from odoo import api, fields, models
 
 
@@ -11,7 +13,10 @@ class BehavioralTrace(models.Model):
 
     * ``sent``: the email was rendered and queued as ``mail_mail_id``; its
       delivery, opens and clicks are followed on ``mailing_trace_id``
-      (``trace_status``), as for any mass mailing.
+      (``trace_status``), as for any mass mailing. While the mail server is
+      unreachable or answers with a temporary error, the mail is retried
+      (see ``mail.mail``) and ``state_msg`` says when it is tried next; once
+      delivered after such delays, ``state_msg`` says after how many attempts.
     * ``skipped``: the step's condition did not match the source document;
       nothing was sent and the sequence went on.
     * ``canceled``: consent was missing at send time; ``failure_type`` is one
@@ -22,7 +27,15 @@ class BehavioralTrace(models.Model):
     * ``failed``: the step could not run; ``failure_type`` is ``render`` (the
       template did not render for this record) or ``unknown``, ``state_msg``
       holds the error. The enrollment is ``failed`` until retried, when this
-      same trace is reused.
+      same trace is reused. Set by ``_record_outcomes``.
+      Or the queued email was never delivered, set from ``sent`` by
+      :meth:`_set_delivery_failed`: ``failure_type`` is ``mail_bounce`` when
+      the server refused the recipient (a 5xx reply) or the address is invalid
+      (counted as a bounce: the enrollment exited), or ``mail_smtp`` when the
+      server stayed unreachable or kept answering with temporary errors for
+      ``behavioral_email.delivery_retry_hours``, or failed it otherwise (the
+      enrollment is ``failed`` on this step, so that Retry sends it again);
+      ``state_msg`` holds the server's reply.
     """
 
     _name = "behavioral.trace"
@@ -49,6 +62,7 @@ class BehavioralTrace(models.Model):
          ("mail_email_invalid", "Invalid email address"),
          ("source_missing", "Source document deleted"),
          ("render", "Template error"),
+         ("mail_smtp", "Not delivered"),
          ("unknown", "Unexpected error")],
         readonly=True)
     state_msg = fields.Text("Message", readonly=True)
@@ -74,3 +88,53 @@ class BehavioralTrace(models.Model):
     def _compute_display_name(self):
         for trace in self:
             trace.display_name = f"{trace.step_id.display_name} – {trace.partner_id.display_name}"
+
+    # ------------------------------------------------------------
+    # DELIVERY (called by mail.mail once a queued email failed for good)
+    # ------------------------------------------------------------
+
+    def _set_delivery_failed(self, failure_type, message):
+        """The emails of these traces will never be delivered.
+
+        The traces become ``failed`` with ``failure_type`` (``mail_bounce`` or
+        ``mail_smtp``) and ``message``, which the enrollments show too. A bounce
+        has already ended its enrollment (``mailing.trace.set_bounced``). For
+        any other failure, an enrollment that has not gone past this step is
+        ``failed`` on the first of its steps whose email was not delivered,
+        so that Retry sends it again (reusing its failed trace); one that has
+        moved on (a later step ran) or has ended for another reason keeps its
+        state.
+        """
+        traces = self.filtered(lambda t: t.state == "sent")
+        if not traces:
+            return
+        traces.write({"state": "failed", "failure_type": failure_type, "state_msg": message})
+        enrollments = traces.enrollment_id
+        enrollments.write({"state_msg": message})
+        if failure_type == "mail_bounce":
+            return
+        resume = defaultdict(list)  # step to send again -> enrollment ids
+        for enrollment in enrollments.filtered(lambda e: e.state in ("running", "done", "failed")):
+            step = self._get_delivery_resume_step(enrollment)
+            if step:
+                resume[step].append(enrollment.id)
+        for step, enrollment_ids in resume.items():
+            enrollments.browse(enrollment_ids).write({
+                "state": "failed", "failure_type": failure_type, "step_id": step.id,
+                "next_due": False, "wait_reason": False,
+            })
+
+    @api.model
+    def _get_delivery_resume_step(self, enrollment):
+        """The step to send again once ``enrollment`` is retried: the first of
+        the failed steps it ends on (nothing when a later step ran)."""
+        traces = {trace.step_id: trace for trace in enrollment.trace_ids}
+        resume = self.env["behavioral.sequence.step"]
+        for step in reversed(enrollment.sequence_id.step_ids.sorted()):
+            trace = traces.get(step)
+            if not trace:
+                continue
+            if trace.state != "failed":
+                break
+            resume = step
+        return resume

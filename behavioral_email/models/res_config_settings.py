@@ -2,6 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 RETENTION_PARAM = "behavioral_email.trigger_retention_days"
+DELIVERY_RETRY_PARAM = "behavioral_email.delivery_retry_hours"
 
 
 class ResConfigSettings(models.TransientModel):
@@ -27,6 +28,10 @@ class ResConfigSettings(models.TransientModel):
         "Keep Raw Triggers (days)", config_parameter=RETENTION_PARAM, default=180,
         help="Processed triggers (raw shop signals, personal data) are deleted after this many "
              "days; enrollments keep what they need. 0 keeps them forever.")
+    behavioral_delivery_retry_hours = fields.Integer(
+        "Retry Undelivered Emails (hours)", config_parameter=DELIVERY_RETRY_PARAM, default=24,
+        help="How long an email of a sequence is retried while the outgoing mail server is "
+             "unreachable or answers with a temporary error. 0 does not retry.")
     behavioral_quiet_start = fields.Float(related="company_id.behavioral_quiet_start", readonly=False)
     behavioral_quiet_end = fields.Float(related="company_id.behavioral_quiet_end", readonly=False)
     behavioral_cap_count = fields.Integer(related="company_id.behavioral_cap_count", readonly=False)
@@ -34,7 +39,7 @@ class ResConfigSettings(models.TransientModel):
 
     @api.constrains(
         "behavioral_enroll_batch_size", "behavioral_advance_batch_size",
-        "behavioral_bounce_limit", "behavioral_trigger_retention_days")
+        "behavioral_bounce_limit", "behavioral_trigger_retention_days", "behavioral_delivery_retry_hours")
     def _check_behavioral_limits(self):
         for settings in self:
             for fname in ("behavioral_enroll_batch_size", "behavioral_advance_batch_size", "behavioral_bounce_limit"):
@@ -43,6 +48,9 @@ class ResConfigSettings(models.TransientModel):
                         "Behavioral Email: %(setting)s must be at least 1 (it is %(value)s).",
                         setting=self._fields[fname]._description_string(self.env),
                         value=settings[fname]))
+            if settings.behavioral_delivery_retry_hours < 0:
+                raise ValidationError(self.env._(
+                    "Behavioral Email: the delivery retry period cannot be negative; 0 does not retry."))
             if settings.behavioral_trigger_retention_days < 0:
                 raise ValidationError(self.env._(
                     "Behavioral Email: the trigger retention cannot be negative; 0 keeps triggers forever."))
@@ -50,7 +58,9 @@ class ResConfigSettings(models.TransientModel):
     def set_values(self):
         super().set_values()
         # The generic code deletes the parameter of an integer setting set to
-        # 0, and the retention cron would then fall back to its default of
-        # 180 days: "0 = keep forever" must be stored explicitly.
-        if self.behavioral_trigger_retention_days == 0:
-            self.env["ir.config_parameter"].sudo().set_param(RETENTION_PARAM, "0")
+        # 0, and the crons would then fall back to their defaults (180 days of
+        # retention, 24 hours of retries): a 0 must be stored explicitly.
+        for fname, param in (("behavioral_trigger_retention_days", RETENTION_PARAM),
+                             ("behavioral_delivery_retry_hours", DELIVERY_RETRY_PARAM)):
+            if self[fname] == 0:
+                self.env["ir.config_parameter"].sudo().set_param(param, "0")
