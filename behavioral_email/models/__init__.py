@@ -11,6 +11,7 @@ from . import sale_order
 from . import sale_order_line
 from . import res_company
 from . import res_config_settings
+from . import website_track
 from . import triggers
 from . import steps
 from . import goals

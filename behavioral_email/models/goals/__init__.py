@@ -1,1 +1,2 @@
 from . import order_placed
+from . import order_product
