@@ -92,7 +92,7 @@ class TestPageViewed(WebsiteVisitsCommon):
         self.assertEqual(len(self.triggers()), 1)
         self.visit_page(visitor, TREES, NOW + timedelta(hours=5))
         self.run_crons(NOW + timedelta(hours=5, minutes=5))
-        first, second = self.triggers()
+        _first, second = self.triggers()
         self.assertEqual(second.payload["visit_count"], 3)
         self.assertEqual(second.occurred_at, NOW + timedelta(hours=5))
         self.assertIn("already enrolled", second.state_msg, "the first enrollment still waits for its email")

@@ -233,7 +233,7 @@ class TestProductViewed(WebsiteVisitsCommon):
         self.run_crons(NOW + timedelta(hours=1, minutes=5))
         self.view_product(visitor, self.tree, NOW + timedelta(hours=20))
         self.run_crons(NOW + timedelta(hours=21, minutes=5))
-        first, second = self.triggers()
+        _first, second = self.triggers()
         self.assertEqual(second.payload["product_ids"], [self.tree.id, self.pot.id])
         self.assertIn("already enrolled", second.state_msg)
         self.assertEqual(len(self.enrollments(self.sequence)), 1)
@@ -284,6 +284,30 @@ class TestProductViewed(WebsiteVisitsCommon):
             self.assertEqual(len(ids), len(group))
             counts.append(count)
         self.assertEqual(counts[0], counts[1], f"detection queries for 2 and 20 customers: {counts}")
+
+    def test_email_batch_queries_do_not_grow(self):
+        """Rendering the viewed products costs the same for 5 or 15 emails:
+        they are read for the whole batch at once."""
+        shoppers = self.env["res.partner"].create([
+            {"name": f"Browser {i}", "email": f"browser{i}@example.com"} for i in range(22)])
+        counts = []
+        sizes = (2, 5, 15)  # the first batch warms the caches up
+        for index, size in enumerate(sizes):
+            start = NOW + timedelta(days=2 * index)
+            group = shoppers[sum(sizes[:index]):][:size]
+            for partner in group:
+                visitor = self.visitor(partner)
+                self.view_product(visitor, self.pot, start)
+                self.view_product(visitor, self.tree, start + timedelta(minutes=1))
+            due = start + timedelta(hours=1, minutes=5)
+            self.run_crons(due, advance=False)
+            with self.mock_queue(), freeze_time(due):
+                count, _result = self.count_queries(self.env["behavioral.enrollment"]._cron_advance)
+                self.assertEqual(len(self._new_mails), size)
+                self.assertIn("Olive Tree", self._new_mails[0].body_html)
+            self.enrollments(self.sequence).action_stop()
+            counts.append(count)
+        self.assertEqual(counts[1], counts[2], f"advance queries by batch size {sizes}: {counts}")
 
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
