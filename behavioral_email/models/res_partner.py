@@ -2,6 +2,7 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
+from odoo.tools import SQL
 
 _logger = logging.getLogger(__name__)
 
@@ -53,3 +54,10 @@ class ResPartner(models.Model):
                 self.env["behavioral.trigger"].sudo()._capture_partner_created(self)
         except Exception:  # noqa: BLE001 - capture must never break the write
             _logger.exception("behavioral_email: could not capture new contacts %s", self.ids)
+
+    def init(self):
+        super().init()
+        # customers behind mailing-list emails are found by address
+        self.env.cr.execute(SQL(
+            "CREATE INDEX IF NOT EXISTS res_partner_behavioral_email_normalized_idx "
+            "ON res_partner (email_normalized) WHERE email_normalized IS NOT NULL"))

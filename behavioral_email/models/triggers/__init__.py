@@ -3,3 +3,7 @@ from . import order_confirmed
 from . import partner_created
 from . import product_viewed
 from . import page_viewed
+from . import email_engagement
+from . import email_opened
+from . import email_clicked
+from . import email_not_opened

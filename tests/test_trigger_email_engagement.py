@@ -1,0 +1,333 @@
+"""Trigger kinds email_opened, email_clicked and email_not_opened.
+
+The signals are produced the real way: a sequence email queued by the crons
+(or a mass mailing) is sent through the mail queue, then opened through its
+tracking pixel and clicked through its tracked link, over HTTP.
+"""
+import re
+from datetime import timedelta
+
+from freezegun import freeze_time
+
+from odoo.tests.common import HttpCase, tagged
+
+from .common import NOW, BehavioralCommon
+
+PIXEL = re.compile(r"/mail/track/\d+/[0-9a-f]+/blank\.gif")
+TRACKED_LINK = re.compile(r"/r/[\w-]+/m/\d+")
+
+
+@tagged("standard", "post_install", "-at_install", "behavioral_email")
+class TestEmailEngagement(HttpCase, BehavioralCommon):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.welcome_step = cls.welcome_sequence.step_ids.sorted()[0]
+        cls.follow_up = cls.env["behavioral.sequence"].create({
+            "name": "Glad you read it",
+            "trigger_type": "email_opened",
+            "engagement_step_id": cls.welcome_step.id,
+            "step_ids": [(0, 0, {
+                "subject": "More for you",
+                "body_html": "<p>You read “<t t-out=\"object.payload.get('subject')\"/>”.</p>"
+                             "<p>Clicked: <t t-out=\"object.payload.get('url') or 'nothing'\"/></p>",
+                "delay_value": 0, "delay_unit": "hours",
+            })],
+        })
+
+    # ------------------------------------------------------------
+    # HELPERS
+    # ------------------------------------------------------------
+
+    def _customers(self, *names):
+        return self.env["res.partner"].with_context(behavioral_no_capture=True).create([
+            {"name": name, "email": f"{name.lower()}@example.com"} for name in names
+        ])
+
+    def _send_queued(self, at):
+        """Send the mails queued meanwhile, as the mail queue does: the
+        mailing traces become ``sent`` at ``at``. Returns {email: body}."""
+        with freeze_time(at):
+            self._new_mails.send()
+        return {tuple(mail["email_to"])[0]: mail["body"] for mail in self._mails}
+
+    def _receive_welcome(self, names, at=NOW):
+        """New contacts get the welcome email, sent a minute later.
+        Returns (contacts, {contact: body of the email as sent})."""
+        with self.mock_queue():
+            with freeze_time(at):
+                contacts = self.env["res.partner"].create([
+                    {"name": name, "email": f"{name.lower()}@example.com"} for name in names])
+            self.run_crons(at + timedelta(minutes=1))
+            bodies = self._send_queued(at + timedelta(minutes=2))
+        return contacts, {contact: self._body_for(bodies, contact) for contact in contacts}
+
+    def _body_for(self, bodies, partner):
+        return next(body for email, body in bodies.items() if partner.email in email)
+
+    def _open(self, body, at):
+        path = PIXEL.search(body).group(0)
+        with freeze_time(at):
+            response = self.url_open(path)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.headers["Content-Type"], "image/gif")
+
+    def _click(self, body, at):
+        path = TRACKED_LINK.search(body).group(0)
+        with freeze_time(at):
+            response = self.url_open(path, allow_redirects=False)
+        self.assertEqual(response.status_code, 301)
+        return response.headers["Location"]
+
+    def _mailing(self, model, recipients, **values):
+        """A mass mailing of the Email Marketing app, sent at NOW."""
+        mailing = self.env["mailing.mailing"].create(dict({
+            "subject": "Spring sale",
+            "body_html": "<p>Spring is here. <a href='https://shop.example.com/spring'>See the sale</a></p>",
+            "email_from": "shop@example.com",
+            "mailing_model_id": self.env["ir.model"]._get_id(model),
+            "mailing_domain": repr([("id", "in", recipients.ids)]),
+        }, **values))
+        with self.mock_queue():
+            with freeze_time(NOW):
+                mailing.action_send_mail()
+            bodies = self._send_queued(NOW + timedelta(minutes=1))
+        return mailing, bodies
+
+    def _triggers(self, kind):
+        return self.env["behavioral.trigger"].search([("trigger_type", "=", kind)])
+
+    # ------------------------------------------------------------
+    # TESTS
+    # ------------------------------------------------------------
+
+    def test_open_starts_sequence(self):
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora, eve), bodies = self._receive_welcome(["Dora", "Eve"])
+        self._open(bodies[dora], NOW + timedelta(hours=1))
+
+        trigger = self._triggers("email_opened")
+        welcome_trace = self.enrollments(self.welcome_sequence, dora).trace_ids.mailing_trace_id
+        self.assertRecordValues(trigger, [{
+            "partner_id": dora.id, "res_model": "mailing.trace", "res_id": welcome_trace.id,
+            "occurred_at": NOW + timedelta(hours=1), "state": "new",
+        }])
+        self.assertEqual(trigger.payload["subject"], "Welcome to Garden Shop")
+        self.assertEqual(trigger.payload["step_id"], self.welcome_step.id)
+        self.assertEqual(trigger.payload["sequence_id"], self.welcome_sequence.id)
+        self.assertEqual(welcome_trace.trace_status, "open")
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+        mail = self.assertQueued(dora, sequence=self.follow_up)
+        self.assertEqual(mail.subject, "More for you")
+        self.assertIn("You read “Welcome to Garden Shop”", mail.body_html)
+        self.assertQueued(eve, count=0)
+        self.assertEqual(len(self.enrollments(self.follow_up)), 1)
+
+        # opened again, every cron rerun: nothing more
+        self._open(bodies[dora], NOW + timedelta(hours=2))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2, minutes=1))
+            self.run_crons(NOW + timedelta(hours=3))
+        self.assertFalse(self._new_mails)
+        self.assertEqual(len(self._triggers("email_opened")), 1)
+        self.assertEqual(len(self.enrollments(self.follow_up)), 1)
+
+    def test_click_starts_sequence(self):
+        """A click through the tracked link: one trigger with the address
+        clicked; opens are not recorded while no sequence wants them."""
+        self.follow_up.write({"trigger_type": "email_clicked"})
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora,), bodies = self._receive_welcome(["Dora"])
+        location = self._click(bodies[dora], NOW + timedelta(hours=1))
+        self.assertIn("/shop", location)
+
+        trigger = self._triggers("email_clicked")
+        self.assertEqual(trigger.partner_id, dora)
+        self.assertIn("/shop", trigger.payload["url"])
+        self.assertFalse(self._triggers("email_opened"), "no running sequence listens to opens")
+        welcome_trace = self.enrollments(self.welcome_sequence, dora).trace_ids.mailing_trace_id
+        self.assertEqual(welcome_trace.links_click_datetime, NOW + timedelta(hours=1))
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+        mail = self.assertQueued(dora, sequence=self.follow_up)
+        self.assertIn("Clicked: http", mail.body_html)
+        self.assertIn("/shop", mail.body_html)
+
+        self._click(bodies[dora], NOW + timedelta(hours=2))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2, minutes=1))
+        self.assertFalse(self._new_mails)
+        self.assertEqual(len(self._triggers("email_clicked")), 1)
+
+    def test_own_emails_do_not_loop(self):
+        """A sequence reacting to any email ignores its own emails: opening
+        the follow-up does not enroll the customer again."""
+        self.follow_up.write({"engagement_step_id": False, "reentry": "always"})
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora,), bodies = self._receive_welcome(["Dora"])
+        self._open(bodies[dora], NOW + timedelta(hours=1))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+            self.assertQueued(dora, sequence=self.follow_up)
+            follow_up_body = self._body_for(self._send_queued(NOW + timedelta(hours=1, minutes=2)), dora)
+        self._open(follow_up_body, NOW + timedelta(hours=2))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2, minutes=1))
+        self.assertFalse(self._new_mails)
+        own = self._triggers("email_opened").filtered(lambda t: t.payload["sequence_id"] == self.follow_up.id)
+        self.assertEqual(own.state, "done")
+        self.assertIn("an email of this sequence itself", own.state_msg)
+        self.assertEqual(len(self.enrollments(self.follow_up)), 1)
+
+    def test_mass_mailing_recipients(self):
+        """Opens of a mass mailing: the customer is the recipient contact, or
+        the contact with the address of a mailing-list subscriber; never the
+        public user; a blocklisted customer gets nothing."""
+        self.follow_up.write({"engagement_step_id": False})
+        self.start(self.follow_up)
+        # a mailing to archived contacts too reaches the (archived) public user
+        self.public_partner.email = "public@example.com"
+        recipients = self.public_partner | self.bob
+        _mailing, bodies = self._mailing("res.partner", recipients, mailing_domain=repr(
+            [("id", "in", recipients.ids), ("active", "in", [True, False])]))
+        self.assertEqual(len(bodies), 2)
+        mailing_list = self.env["mailing.list"].create({
+            "name": "Newsletter",
+            "contact_ids": [(0, 0, {"name": "Carol C.", "email": "carol@example.com"})],
+        })
+        _list_mailing, list_bodies = self._mailing(
+            "mailing.list", mailing_list, contact_list_ids=[(6, 0, mailing_list.ids)],
+            mailing_domain="[]", subject="Newsletter")
+        self.env["mail.blacklist"]._add(self.bob.email)
+
+        self._open(self._body_for(bodies, self.public_partner), NOW + timedelta(hours=1))
+        self._open(self._body_for(bodies, self.bob), NOW + timedelta(hours=1))
+        self._open(self._body_for(list_bodies, self.carol), NOW + timedelta(hours=1))
+        triggers = self._triggers("email_opened")
+        self.assertEqual(triggers.partner_id, self.bob | self.carol, "no trigger for the public user")
+        self.assertEqual(triggers.filtered(lambda t: t.partner_id == self.carol).payload["subject"], "Newsletter")
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+        self.assertQueued(self.bob, count=0)
+        self.assertIn("You read “Newsletter”", self.assertQueued(self.carol, sequence=self.follow_up).body_html)
+        self.assertEqual(len(self._new_mails), 1)
+        self.assertRecordValues(self.enrollments(self.follow_up, self.bob), [
+            {"state": "exited", "exit_reason": "blacklisted"}])
+
+    def test_goal_met_and_entry_window(self):
+        """An open by a customer who orders before enrollment, or one
+        enrolled only after the entry window, starts nothing."""
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora, eve), bodies = self._receive_welcome(["Dora", "Eve"])
+        self._open(bodies[dora], NOW + timedelta(hours=1))
+        order = self.env["sale.order"].create({
+            "partner_id": dora.id, "order_line": [(0, 0, {"product_id": self.pot.id})]})
+        self.confirm(order, NOW + timedelta(hours=1, minutes=30))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2))
+        self.assertQueued(dora, count=0)
+        self.assertIn("goal already reached", self._triggers("email_opened").state_msg)
+
+        self._open(bodies[eve], NOW + timedelta(hours=3))
+        self.welcome_sequence.action_pause()  # its second email is not what this test is about
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=3) + timedelta(hours=self.follow_up.entry_window_hours, minutes=1))
+        self.assertQueued(eve, count=0)
+        late = self._triggers("email_opened").filtered(lambda t: t.partner_id == eve)
+        self.assertIn("older than the entry window", late.state_msg)
+        self.assertFalse(self.enrollments(self.follow_up))
+
+    def test_not_opened(self):
+        """N days after the welcome email: those who did not open it enroll,
+        once; an email sent long before the sequence started is left alone."""
+        not_opened = self.follow_up.copy({"name": "Did you see it?", "trigger_type": "email_not_opened"})
+        self.assertEqual(not_opened.not_opened_days, 3)
+        self.start(self.welcome_sequence, at=NOW - timedelta(days=11))
+        (fred,), _old = self._receive_welcome(["Fred"], at=NOW - timedelta(days=10))
+        (dora, eve), bodies = self._receive_welcome(["Dora", "Eve"])
+        self._open(bodies[dora], NOW + timedelta(hours=5))
+        self.welcome_sequence.action_pause()  # its second email is not what this test is about
+        self.start(not_opened, at=NOW + timedelta(days=1))
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3))
+        self.assertFalse(self._new_mails, "not three days yet")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, minutes=5))
+        mail = self.assertQueued(eve, sequence=not_opened)
+        self.assertIn("Welcome to Garden Shop", mail.body_html)
+        self.assertQueued(dora, count=0)
+        self.assertQueued(fred, count=0)
+        self.assertEqual(len(self._new_mails), 1)
+        trigger = self._triggers("email_not_opened")
+        self.assertRecordValues(trigger, [{
+            "partner_id": eve.id, "occurred_at": NOW + timedelta(days=3, minutes=2)}])
+        self.assertEqual(trigger.payload["days"], 3)
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, minutes=30))
+            self.run_crons(NOW + timedelta(days=4))
+        self.assertFalse(self._new_mails)
+        self.assertEqual(len(self._triggers("email_not_opened")), 1)
+
+    def test_not_opened_detection_queries(self):
+        """Detection is one statement whatever the number of unopened emails."""
+        not_opened = self.follow_up.copy({
+            "name": "Did you see it?", "trigger_type": "email_not_opened", "engagement_step_id": False})
+        self.start(not_opened)
+        counts = []
+        for index, size in enumerate((1, 2, 20)):
+            sent = NOW + timedelta(days=10 * index)
+            customers = self._customers(*(f"Reader{index}x{i}" for i in range(size)))
+            mailing = self.env["mailing.mailing"].create({
+                "subject": f"Issue {index}", "body_html": "<p>News</p>", "email_from": "shop@example.com",
+                "mailing_model_id": self.env["ir.model"]._get_id("res.partner"),
+                "mailing_domain": repr([("id", "in", customers.ids)]),
+            })
+            with self.mock_queue():
+                with freeze_time(sent):
+                    mailing.action_send_mail()
+                self._send_queued(sent)
+            with freeze_time(sent + timedelta(days=3, hours=1)):
+                self.env.flush_all()
+                self.env.invalidate_all()
+                before = self.env.cr.sql_log_count
+                created = self.env["behavioral.trigger"]._cron_detect()
+                counts.append(self.env.cr.sql_log_count - before)
+            self.assertEqual(len(created), size)
+        self.assertEqual(counts[1], counts[2], f"detection queries for 2 and 20 unopened emails: {counts}")
+
+    def test_tampered_tracking_urls(self):
+        """Forged pixels and links answer 4xx (or the plain redirection core
+        gives a link without its email) and record nothing."""
+        self.follow_up.write({"engagement_step_id": False})
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora,), bodies = self._receive_welcome(["Dora"])
+        trace = self.enrollments(self.welcome_sequence, dora).trace_ids.mailing_trace_id
+        pixel = PIXEL.search(bodies[dora]).group(0)
+        mail_id = pixel.split("/")[3]
+        link = TRACKED_LINK.search(bodies[dora]).group(0)
+        code = link.split("/")[2]
+        with freeze_time(NOW + timedelta(hours=1)):
+            for path in (
+                f"/mail/track/{mail_id}/{'0' * 64}/blank.gif",   # wrong token
+                f"/mail/track/{int(mail_id) + 999}/{pixel.split('/')[4]}/blank.gif",  # token of another mail
+                "/mail/track/abc/def/blank.gif",                  # not even numbers
+            ):
+                self.assertIn(self.url_open(path).status_code, (401, 404), path)
+            self.assertEqual(self.url_open(f"/r/nope{code}/m/{trace.id}", allow_redirects=False).status_code, 404)
+            # a link with an unknown email: redirected, but no email is concerned
+            self.assertEqual(self.url_open(f"/r/{code}/m/{trace.id + 999}", allow_redirects=False).status_code, 301)
+        self.assertEqual(trace.trace_status, "sent")
+        self.assertFalse(self.env["behavioral.trigger"].search([
+            ("trigger_type", "in", ("email_opened", "email_clicked"))]))
