@@ -17,6 +17,7 @@
         "data/behavioral_sequence_data.xml",
         "data/behavioral_sequence_product_viewed_data.xml",
         "data/behavioral_sequence_page_viewed_data.xml",
+        "data/behavioral_sequence_customer_inactive_data.xml",
         "views/behavioral_trigger_views.xml",
         "views/behavioral_sequence_views.xml",
         "views/behavioral_sequence_step_views.xml",

@@ -7,3 +7,4 @@ from . import email_engagement
 from . import email_opened
 from . import email_clicked
 from . import email_not_opened
+from . import customer_inactive
