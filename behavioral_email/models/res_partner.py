@@ -4,6 +4,8 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.tools import SQL
 
+from .triggers.date_anniversary import sql_month_day
+
 _logger = logging.getLogger(__name__)
 
 
@@ -55,9 +57,37 @@ class ResPartner(models.Model):
         except Exception:  # noqa: BLE001 - capture must never break the write
             _logger.exception("behavioral_email: could not capture new contacts %s", self.ids)
 
+    # ------------------------------------------------------------
+    # DATES (date_anniversary) AND INDEXES OF THE TRIGGER KINDS
+    # ------------------------------------------------------------
+
+    behavioral_birthday = fields.Date(
+        "Birthday", help="Birthday email sequences greet the contact on this day (the year is not shown).")
+    behavioral_first_order_date = fields.Datetime(
+        "First Order On", compute="_compute_behavioral_first_order_date", store=True, readonly=True,
+        help="When the contact's first confirmed order was placed; anniversary sequences follow it.")
+
     def init(self):
         super().init()
+        # yearly dates are detected by month and day: these expression indexes
+        # serve the shipped sequences (see triggers/date_anniversary.py)
+        for fname in ("behavioral_birthday", "behavioral_first_order_date"):
+            self.env.cr.execute(SQL(
+                "CREATE INDEX IF NOT EXISTS %s ON res_partner (%s) WHERE %s IS NOT NULL",
+                SQL.identifier(f"res_partner_{fname}_month_day_idx"),
+                sql_month_day(SQL.identifier(fname)), SQL.identifier(fname)))
         # customers behind mailing-list emails are found by address
         self.env.cr.execute(SQL(
             "CREATE INDEX IF NOT EXISTS res_partner_behavioral_email_normalized_idx "
             "ON res_partner (email_normalized) WHERE email_normalized IS NOT NULL"))
+
+    @api.depends("sale_order_ids.state", "sale_order_ids.date_order")
+    def _compute_behavioral_first_order_date(self):
+        firsts = dict(self.env["sale.order"].sudo()._read_group(
+            [("partner_id", "in", self.ids), ("state", "=", "sale")], ["partner_id"], ["date_order:min"]))
+        for partner in self:
+            first = firsts.get(partner, False)
+            # written only when it changes: every new cart lands here, and the
+            # public user's row must not be rewritten by each anonymous cart
+            if partner.behavioral_first_order_date != first:
+                partner.behavioral_first_order_date = first

@@ -8,3 +8,4 @@ from . import email_opened
 from . import email_clicked
 from . import email_not_opened
 from . import customer_inactive
+from . import date_anniversary
