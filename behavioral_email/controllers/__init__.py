@@ -1,1 +1,2 @@
 from . import account
+from . import events
