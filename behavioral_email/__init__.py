@@ -1,6 +1,7 @@
 from . import controllers
 from . import models
 from . import tools
+from . import wizard
 
 
 def _post_init_hook(env):

@@ -19,6 +19,7 @@
         "data/behavioral_sequence_page_viewed_data.xml",
         "data/behavioral_sequence_customer_inactive_data.xml",
         "data/behavioral_sequence_date_anniversary_data.xml",
+        "data/behavioral_sequence_newsletter_subscribed_data.xml",
         "views/behavioral_trigger_views.xml",
         "views/behavioral_sequence_views.xml",
         "views/behavioral_sequence_step_views.xml",

@@ -4,7 +4,10 @@ from . import behavioral_sequence_step
 from . import behavioral_enrollment
 from . import behavioral_trace
 from . import mail_mail
+from . import mailing_contact
+from . import mailing_list
 from . import mailing_mailing
+from . import mailing_subscription
 from . import mailing_trace
 from . import res_partner
 from . import sale_order

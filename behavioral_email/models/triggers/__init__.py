@@ -10,3 +10,4 @@ from . import email_not_opened
 from . import customer_inactive
 from . import date_anniversary
 from . import custom_event
+from . import newsletter_subscribed

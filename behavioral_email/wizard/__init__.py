@@ -1,0 +1,1 @@
+from . import mailing_contact_import
