@@ -3,6 +3,7 @@ from . import behavioral_sequence
 from . import behavioral_sequence_step
 from . import behavioral_enrollment
 from . import behavioral_trace
+from . import account_move
 from . import mail_mail
 from . import mailing_contact
 from . import mailing_list

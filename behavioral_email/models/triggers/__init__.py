@@ -10,4 +10,5 @@ from . import email_not_opened
 from . import customer_inactive
 from . import date_anniversary
 from . import custom_event
+from . import invoice_paid
 from . import newsletter_subscribed
