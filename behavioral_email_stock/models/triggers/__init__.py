@@ -1,0 +1,1 @@
+from . import order_delivered
