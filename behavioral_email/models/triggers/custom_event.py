@@ -293,7 +293,7 @@ class BehavioralTrigger(models.Model):
         """Events of another name are not this sequence's business (no
         note); events of its name must carry the property values it asks for."""
         expected = sequence._get_custom_event_filter()
-        accepted = self.browse()
+        accepted_ids = []
         for trigger in self:
             payload = trigger.payload or {}
             if payload.get("event") != sequence.custom_event_name:
@@ -304,8 +304,8 @@ class BehavioralTrigger(models.Model):
             if mismatch is not None:
                 refuse(trigger, self.env._("property “%(name)s” does not match the filter", name=mismatch))
                 continue
-            accepted |= trigger
-        return accepted
+            accepted_ids.append(trigger.id)
+        return self.browse(accepted_ids)
 
 
 class BehavioralSequence(models.Model):
