@@ -7,7 +7,8 @@
     "license": "LGPL-3",
     "author": "behavioral_email",
     "website": "https://github.com/behavioral-email/behavioral_email",
-    "depends": ["website_sale", "mass_mailing"],
+    "depends": ["website_sale", "mass_mailing", "sms"],
+    "external_dependencies": {"python": ["phonenumbers", "jinja2", "requests"]},
     "data": [
         "security/res_groups.xml",
         "security/ir.model.access.csv",
@@ -31,6 +32,8 @@
         "views/mailing_mailing_views.xml",
         "views/res_config_settings_views.xml",
         "views/behavioral_menus.xml",
+        "wizard/behavioral_step_test_views.xml",
+        "wizard/behavioral_sequence_preview_views.xml",
     ],
     "demo": [
         "demo/behavioral_demo.xml",

@@ -2,6 +2,7 @@ from . import behavioral_trigger
 from . import behavioral_sequence
 from . import behavioral_sequence_step
 from . import behavioral_enrollment
+from . import behavioral_enrollment_event
 from . import behavioral_trace
 from . import account_move
 from . import mail_mail

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL
+from odoo.tools import SQL, format_datetime
 
-from ..tools import process_in_batches, run_isolated
+from ..tools import cadence, process_in_batches, run_isolated
 
 # minutes before the n-th automatic retry of a step that failed for a
 # transient reason (a webhook answering 503, a conflict that kept coming back)
@@ -122,6 +122,10 @@ class BehavioralEnrollment(models.Model):
     company_id = fields.Many2one("res.company", index=True, readonly=True)
     trace_ids = fields.One2many("behavioral.trace", "enrollment_id", readonly=True)
     trace_count = fields.Integer(compute="_compute_trace_count")
+    event_ids = fields.One2many("behavioral.enrollment.event", "enrollment_id", readonly=True)
+    timeline_html = fields.Html(
+        "Timeline", compute="_compute_timeline_html", sanitize=False,
+        help="What happened to this customer in this sequence, and why.")
     cart_restore_url = fields.Char(
         compute="_compute_cart_restore_url",
         help="Link that restores the cart in the shop; for use in email templates.")
@@ -317,9 +321,16 @@ class BehavioralEnrollment(models.Model):
         back, keeping the later date when several rules hold one back (use
         :meth:`_merge_delays`). Set-based: a fixed number of queries per batch.
 
+        The rules of the addon itself are in the CADENCE section below: the
+        recipient's local time first, then the frequency cap among those that
+        may go now.
+
         :return dict: {enrollment id: (datetime, reason)}
         """
-        return {}
+        delays = self._get_local_time_delays(now)
+        held = set(delays)
+        self._merge_delays(delays, self.filtered(lambda e: e.id not in held)._get_frequency_cap_delays(now))
+        return delays
 
     @api.model
     def _merge_delays(self, delays, more):
@@ -334,9 +345,11 @@ class BehavioralEnrollment(models.Model):
 
         Outcome states: ``sent`` and ``skipped`` go to the next step (or the
         one the outcome names in ``next_step_id``); ``canceled`` exits (consent
-        or source missing); ``failed`` fails the enrollment; ``retry`` keeps it
-        running and retries later with backoff, failing it once the retries
-        are spent; ``postponed`` writes no trace and moves ``next_due``.
+        or source missing; the outcome may name its ``exit_reason``); ``failed``
+        fails the enrollment; ``retry`` keeps it running and retries later
+        with backoff, failing it once the retries are spent; ``postponed``
+        writes no trace and moves ``next_due``. Waits are logged
+        (``behavioral.enrollment.event``) when their reason changes.
         """
         now = fields.Datetime.now()
         Trace = self.env["behavioral.trace"].sudo()
@@ -379,12 +392,23 @@ class BehavioralEnrollment(models.Model):
             elif state == "retry":
                 key = ("retry", enrollment.retry_count, outcome.get("state_msg"))
             elif state == "canceled":
-                key = ("exit", CONSENT_EXITS.get(outcome.get("failure_type"), "no_email"), None)
+                key = ("exit", outcome.get("exit_reason")
+                       or CONSENT_EXITS.get(outcome.get("failure_type"), "no_email"), None)
             else:
                 key = ("failed", outcome.get("state_msg"), outcome.get("failure_type") or "unknown")
             moves[key].append(enrollment.id)
+        waits = []  # timeline: a wait is logged when its reason changes
         for (kind, value, extra), group_ids in moves.items():
             group = enrollments.browse(group_ids)
+            if kind in ("wait", "retry"):
+                until = value if kind == "wait" else now + timedelta(minutes=RETRY_BACKOFF_MINUTES[value])
+                waits += [{
+                    "enrollment_id": enrollment.id, "step_id": enrollment.step_id.id, "kind": "wait",
+                    "date": now, "until": until, "reason": extra,
+                } for enrollment in group if enrollment.wait_reason != extra or kind == "retry"]
+                if kind == "retry":
+                    for vals in waits[-len(group):]:
+                        vals["reason"] = self.env._("Retry after a transient failure: %s", extra)
             if kind == "next":
                 if value:
                     group.write({
@@ -410,12 +434,18 @@ class BehavioralEnrollment(models.Model):
                 group._end("exited", value)
             else:
                 group.write({"state": "failed", "state_msg": value, "failure_type": extra})
+        self.env["behavioral.enrollment.event"].sudo().create(waits)
         enrollments._schedule_advance()
 
     def _end(self, state, reason=False):
         """Close enrollments; the 'not_running' re-entry key is released."""
         if not self:
             return
+        labels = dict(self._fields["exit_reason"]._description_selection(self.env))
+        self.env["behavioral.enrollment.event"].sudo().create([{
+            "enrollment_id": enrollment.id, "step_id": enrollment.step_id.id, "kind": "end",
+            "reason": labels.get(reason) if reason else self.env._("Completed"),
+        } for enrollment in self])
         self.write({
             "state": state,
             "exit_reason": reason,
@@ -512,3 +542,230 @@ class BehavioralEnrollment(models.Model):
         if not order or not order.access_token:
             return False
         return f"{order.get_base_url()}/shop/cart?access_token={order.access_token}&revive=merge"
+
+    # ------------------------------------------------------------
+    # TIMELINE: what happened to this customer, and why
+    # ------------------------------------------------------------
+
+    def _compute_timeline_html(self):
+        entries = self._get_timeline()
+        for enrollment in self:
+            enrollment.timeline_html = self.env["ir.qweb"]._render(
+                "behavioral_email.enrollment_timeline",
+                {"entries": entries.get(enrollment.id, []), "show_sequence": False})
+
+    def _get_timeline(self):
+        """{enrollment id: [entry, ...]}, oldest first, from what the crons
+        recorded: the enrollment itself (entered, ended, next step), its
+        traces (sent, skipped, canceled, failed) and its logged waits. One
+        query per kind of record, whatever the number of enrollments.
+
+        An entry is a dict: date, kind (entered, sent, skipped, canceled,
+        failed, waited, ended, next), title, detail, sequence.
+        """
+        if not self:
+            return {}
+        Trace = self.env["behavioral.trace"].sudo()
+        traces = Trace.search([("enrollment_id", "in", self.ids)])
+        events = self.env["behavioral.enrollment.event"].sudo().search([("enrollment_id", "in", self.ids)])
+        trigger_labels = dict(self.env["behavioral.trigger"]._fields["trigger_type"]._description_selection(self.env))
+        failure_labels = dict(Trace._fields["failure_type"]._description_selection(self.env))
+        type_labels = dict(self.env["behavioral.sequence.step"]._fields["step_type"]._description_selection(self.env))
+        exit_labels = dict(self._fields["exit_reason"]._description_selection(self.env))
+        entries = {enrollment.id: [] for enrollment in self}
+        for enrollment in self.sudo():
+            trigger = enrollment.trigger_id
+            entries[enrollment.id].append({
+                "date": enrollment.create_date, "kind": "entered",
+                "title": self.env._("Entered"),
+                "detail": self.env._("%(trigger)s on %(date)s", trigger=trigger_labels.get(trigger.trigger_type),
+                                     date=self._format_datetime(trigger.occurred_at))
+                if trigger else False,
+                "sequence": enrollment.sequence_id.name,
+            })
+        titles = {
+            "sent": self.env._("Done"), "skipped": self.env._("Skipped"),
+            "canceled": self.env._("Skipped (consent)"), "failed": self.env._("Failed"),
+        }
+        for trace in traces:
+            step = trace.step_id
+            title = self.env._("Sent") if trace.state == "sent" and "cap" in \
+                self.env["behavioral.sequence.step"]._get_cadence_kinds().get(step.step_type, set()) \
+                else titles.get(trace.state)
+            details = [f"{type_labels.get(step.step_type, '')}: {trace.subject or step.name or ''}"]
+            if trace.failure_type:
+                details.append(failure_labels.get(trace.failure_type))
+            if trace.state_msg and trace.state_msg not in details:
+                details.append(trace.state_msg)
+            if trace.open_datetime:
+                details.append(self.env._("opened %s", self._format_datetime(trace.open_datetime)))
+            if trace.links_click_datetime:
+                details.append(self.env._("clicked %s", self._format_datetime(trace.links_click_datetime)))
+            entries[trace.enrollment_id.id].append({
+                "date": trace.executed_at, "kind": trace.state, "title": title,
+                "detail": " · ".join(d for d in details if d), "sequence": trace.sequence_id.name,
+            })
+        ended = set()
+        for event in events:
+            enrollment = event.enrollment_id
+            if event.kind == "end":
+                ended.add(enrollment.id)
+                title = self.env._("Exited") if enrollment.state == "exited" else self.env._("Ended")
+                if event.reason == self.env._("Completed"):
+                    title = self.env._("Completed")
+                detail = event.reason
+            else:
+                title = self.env._("Waited")
+                detail = self.env._("until %(date)s: %(reason)s",
+                                    date=self._format_datetime(event.until), reason=event.reason or "")
+            entries[enrollment.id].append({
+                "date": event.date, "kind": "waited" if event.kind == "wait" else "ended",
+                "title": title, "detail": detail, "sequence": enrollment.sequence_id.name,
+            })
+        for enrollment in self.sudo():
+            if enrollment.state in ("exited", "done") and enrollment.id not in ended:
+                # ended before events were logged, or refused at entry (consent)
+                entries[enrollment.id].append({
+                    "date": enrollment.last_step_date or enrollment.create_date, "kind": "ended",
+                    "title": self.env._("Exited") if enrollment.state == "exited" else self.env._("Completed"),
+                    "detail": exit_labels.get(enrollment.exit_reason) or False,
+                    "sequence": enrollment.sequence_id.name,
+                })
+            elif enrollment.state == "running" and enrollment.step_id:
+                entries[enrollment.id].append({
+                    "date": enrollment.next_due, "kind": "next", "title": self.env._("Next"),
+                    "detail": " · ".join(filter(None, [
+                        f"{type_labels.get(enrollment.step_id.step_type, '')}: {enrollment.step_id.name or ''}",
+                        enrollment.wait_reason])),
+                    "sequence": enrollment.sequence_id.name,
+                })
+        order = {"entered": 0, "waited": 1, "next": 3, "ended": 4}
+        for enrollment_id, items in entries.items():
+            items.sort(key=lambda e: (e["date"] or fields.Datetime.now(), order.get(e["kind"], 2)))
+            for entry in items:
+                entry["date_display"] = self._format_datetime(entry["date"])
+        return entries
+
+    @api.model
+    def _format_datetime(self, value):
+        """A datetime in the reader's time zone, as Odoo shows it."""
+        if not value:
+            return ""
+        return format_datetime(self.env, value, dt_format="short")
+
+    # ------------------------------------------------------------
+    # CADENCE: the recipient's local time and the frequency cap
+    # (rules called by _get_cadence_delays)
+    # ------------------------------------------------------------
+
+    def _get_local_time_delays(self, now):
+        """Steps outside their send window or inside the company's quiet
+        hours, in the recipient's own time zone, wait for the next allowed
+        minute. Quiet hours apply to the kinds that reach the customer
+        (``_get_cadence_kinds``), not to transactional sequences.
+
+        :return dict: {enrollment id: (UTC datetime, reason)}
+        """
+        kinds = self.env["behavioral.sequence.step"]._get_cadence_kinds()
+        delays = {}
+        zones = {}
+        for enrollment in self.filtered("step_id"):
+            step = enrollment.step_id
+            company = enrollment.company_id or enrollment.sequence_id.company_id or self.env.company
+            quiet = (company.behavioral_quiet_start, company.behavioral_quiet_end)
+            quiet_applies = quiet[0] != quiet[1] and "quiet" in kinds.get(step.step_type, set()) \
+                and enrollment.sequence_id.consent_mode != "transactional"
+            if not quiet_applies and not step._has_send_window():
+                continue
+            key = (enrollment.partner_id, company)
+            if key not in zones:
+                zones[key] = enrollment._get_recipient_timezone(company)
+            zone = zones[key]
+            local_now = cadence.localize(now, zone)
+            when, blocked = cadence.next_allowed_time(
+                local_now, window=(step.send_hour_from, step.send_hour_to), weekdays=step._get_weekdays(),
+                quiet=quiet if quiet_applies else (0.0, 0.0))
+            if not blocked or when is None:
+                continue
+            if blocked == cadence.BLOCK_QUIET:
+                reason = self.env._("Quiet hours %(start)s-%(end)s in the customer's time zone (%(zone)s)",
+                                    start=cadence.format_hour(quiet[0]), end=cadence.format_hour(quiet[1]),
+                                    zone=zone)
+            elif blocked == cadence.BLOCK_WINDOW:
+                reason = self.env._("Send window %(start)s-%(end)s in the customer's time zone (%(zone)s)",
+                                    start=cadence.format_hour(step.send_hour_from),
+                                    end=cadence.format_hour(step.send_hour_to), zone=zone)
+            else:
+                reason = self.env._("Not a send day of this step in the customer's time zone (%(zone)s)",
+                                    zone=zone)
+            delays[enrollment.id] = (max(cadence.to_utc(when, zone), now + timedelta(minutes=1)), reason)
+        return delays
+
+    def _get_recipient_timezone(self, company):
+        """The customer's time zone: their own; else their mobile's or phone's
+        (when the number has one zone); else their country's (when it has one
+        zone); else the company's; else UTC."""
+        self.ensure_one()
+        partner = self.partner_id.sudo()
+        return cadence.recipient_timezone(
+            partner_tz=partner.tz,
+            numbers=[number for number in (partner.mobile, partner.phone) if number],
+            country_code=partner.country_id.code or company.country_id.code,
+            fallback=company.partner_id.tz,
+        )
+
+    def _get_frequency_cap_delays(self, now):
+        """At most ``behavioral_cap_count`` marketing emails per customer in
+        ``behavioral_cap_hours`` hours, across all sequences (the company's
+        setting; 0 = no cap). Transactional sequences neither count nor wait.
+        When the cap binds, the due steps of the most important sequences
+        (lowest ``priority``) go first; the others wait until a slot frees.
+        One query for the batch.
+
+        :return dict: {enrollment id: (UTC datetime, reason)}
+        """
+        kinds = self.env["behavioral.sequence.step"]._get_cadence_kinds()
+        capped_types = sorted(kind for kind, rules in kinds.items() if "cap" in rules)
+        candidates = self.filtered(
+            lambda e: e.step_id.step_type in capped_types and e.sequence_id.consent_mode != "transactional"
+            and (e.company_id or e.sequence_id.company_id or self.env.company).behavioral_cap_count > 0)
+        if not candidates:
+            return {}
+        companies = {e.id: e.company_id or e.sequence_id.company_id or self.env.company for e in candidates}
+        longest = max(company.behavioral_cap_hours for company in companies.values())
+        self.env.flush_all()
+        self.env.cr.execute(SQL(
+            """SELECT t.partner_id, array_agg(t.executed_at ORDER BY t.executed_at)
+                 FROM behavioral_trace t
+                 JOIN behavioral_sequence_step st ON st.id = t.step_id
+                 JOIN behavioral_sequence s ON s.id = t.sequence_id
+                WHERE t.state = 'sent' AND st.step_type IN %s AND s.consent_mode != 'transactional'
+                  AND t.partner_id IN %s AND t.executed_at > %s
+                GROUP BY t.partner_id""",
+            tuple(capped_types), tuple(set(candidates.partner_id.ids)), now - timedelta(hours=longest)))
+        sent = dict(self.env.cr.fetchall())
+        delays = {}
+        by_partner = defaultdict(list)
+        for enrollment in candidates:
+            by_partner[enrollment.partner_id.id].append(enrollment)
+        for partner_id, group in by_partner.items():
+            times = list(sent.get(partner_id, []))
+            went = []
+            group.sort(key=lambda e: (e.sequence_id.priority, e.next_due, e.id))
+            for enrollment in group:
+                company = companies[enrollment.id]
+                count, hours = company.behavioral_cap_count, company.behavioral_cap_hours
+                window = sorted(t for t in times if t > now - timedelta(hours=hours))
+                if len(window) < count:
+                    times.append(now)
+                    went.append(enrollment)
+                    continue
+                free_at = window[len(window) - count] + timedelta(hours=hours)
+                reason = self.env._(
+                    "Frequency cap: %(count)s marketing emails per %(hours)s hours reached for this customer",
+                    count=count, hours=hours)
+                if went:
+                    reason = self.env._("%(reason)s; %(sequence)s went first (higher priority)",
+                                        reason=reason, sequence=went[0].sequence_id.name)
+                delays[enrollment.id] = (max(free_at, now + timedelta(minutes=1)), reason)
+        return delays

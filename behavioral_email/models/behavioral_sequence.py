@@ -1,6 +1,7 @@
 import logging
 from ast import literal_eval
 from collections import defaultdict
+from contextlib import closing
 from datetime import timedelta
 
 from psycopg2 import IntegrityError
@@ -98,6 +99,16 @@ class BehavioralSequence(models.Model):
         "utm.campaign", string="UTM Campaign", ondelete="restrict", copy=False,
         help="Links in the emails carry this campaign, so that orders can be attributed.")
     step_ids = fields.One2many("behavioral.sequence.step", "sequence_id", string="Steps", copy=True)
+    # cadence across sequences
+    priority = fields.Integer(
+        default=10, required=True, tracking=True,
+        help="When a customer's frequency cap allows fewer emails than are due, the steps of "
+             "the sequences with the lowest number go first; the others wait, never dropped.")
+    exclude_sequence_ids = fields.Many2many(
+        "behavioral.sequence", "behavioral_sequence_exclusion_rel", "sequence_id", "excluded_id",
+        string="Excludes", domain="[('id', '!=', id)]",
+        help="A customer running through this sequence does not enter these ones "
+             "(e.g. the cart series excludes browse abandonment).")
     # statistics
     step_count = fields.Integer(compute="_compute_statistics")
     enrollment_count = fields.Integer(compute="_compute_statistics")
@@ -246,6 +257,16 @@ class BehavioralSequence(models.Model):
             vals.setdefault("name", self.env._("%s (copy)", sequence.name))
         return vals_list
 
+    def copy(self, default=None):
+        """Copied steps follow the copies of their parents, not the originals."""
+        copies = super().copy(default=default)
+        for original, copied in zip(self, copies):
+            mapping = dict(zip(original.step_ids.sorted(), copied.step_ids.sorted()))
+            for step, new_step in mapping.items():
+                if step.parent_id in mapping:
+                    new_step.parent_id = mapping[step.parent_id]
+        return copies
+
     # ------------------------------------------------------------
     # ACTIONS
     # ------------------------------------------------------------
@@ -316,6 +337,17 @@ class BehavioralSequence(models.Model):
         action = self.env["ir.actions.act_window"]._for_xml_id("behavioral_email.behavioral_trace_action")
         action["domain"] = [("sequence_id", "=", self.id)]
         return action
+
+    def action_preview(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Preview of %s", self.name),
+            "res_model": "behavioral.sequence.preview",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_sequence_id": self.id},
+        }
 
     # ------------------------------------------------------------
     # TOOLS
@@ -407,6 +439,9 @@ class BehavioralSequence(models.Model):
 
         accepted_ids = []
         oldest = now - timedelta(hours=self.entry_window_hours)
+        if self.env.context.get("behavioral_dry_run"):
+            # a preview replays past triggers as if each had just happened
+            oldest = min(triggers.mapped("occurred_at") or [now])
         for trigger in triggers:
             payload = trigger.payload or {}
             if not first_step:
@@ -456,6 +491,10 @@ class BehavioralSequence(models.Model):
             else:
                 candidate_ids.append(trigger.id)
         candidates = accepted.browse(candidate_ids)
+
+        # ---- EXCLUSIONS: running through a sequence that excludes this one
+        candidates = self._filter_excluded(candidates, refuse)
+        # ---- end of EXCLUSIONS
 
         # goal already met (e.g. the cart was ordered meanwhile)
         if self.goal != "none" and candidates:
@@ -512,6 +551,51 @@ class BehavioralSequence(models.Model):
             "executed_at": now,
         } for enrollment in refused])
         return enrollments
+
+    def _filter_excluded(self, triggers, refuse):
+        """The triggers whose customer is not running through a sequence that
+        excludes this one; the others are refused with a note. One query."""
+        self.ensure_one()
+        if not triggers:
+            return triggers
+        excluding = self.sudo().search([("exclude_sequence_ids", "in", self.id), ("id", "!=", self.id)])
+        if not excluding:
+            return triggers
+        running = self.env["behavioral.enrollment"].sudo()._read_group(
+            [("sequence_id", "in", excluding.ids), ("state", "=", "running"),
+             ("partner_id", "in", triggers.partner_id.ids)],
+            ["partner_id", "sequence_id"])
+        blocking = {partner.id: sequence for partner, sequence in running}
+        for trigger in triggers.filtered(lambda t: t.partner_id.id in blocking):
+            refuse(trigger, self.env._("running through %(sequence)s, which excludes this sequence",
+                                       sequence=blocking[trigger.partner_id.id].name))
+        return triggers.filtered(lambda t: t.partner_id.id not in blocking)
+
+    def _dry_run_enroll(self, triggers):
+        """Who these triggers would enroll, through the same checks as
+        :meth:`_enroll_triggers`, in a savepoint that is always rolled back:
+        nothing is created, no email is queued.
+
+        :return tuple: ({trigger id: partner id} of those who would enter,
+                        {trigger id: [refusal notes]})
+        """
+        self.ensure_one()
+        notes = defaultdict(list)
+        with closing(self.env.cr.savepoint()):
+            enrollments = self.with_context(behavioral_dry_run=True)._enroll_triggers(triggers, notes)
+            entered = {enrollment.trigger_id.id: enrollment.partner_id.id for enrollment in enrollments}
+        self.env.invalidate_all()
+        return entered, notes
+
+    def _get_default_path(self):
+        """The steps a customer meets when every first branch is taken."""
+        self.ensure_one()
+        path = self.env["behavioral.sequence.step"]
+        step = self.step_ids.sorted()[:1]
+        while step and step not in path:
+            path |= step
+            step = step._get_next_step()
+        return path
 
     def _prepare_enrollment_values(self, trigger, key):
         self.ensure_one()

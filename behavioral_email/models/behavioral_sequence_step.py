@@ -5,8 +5,10 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
+from odoo.tools import SQL
 
 from ..tools import is_concurrency_error
+from ..tools.cadence import format_hour
 
 _logger = logging.getLogger(__name__)
 
@@ -16,6 +18,21 @@ DELAY_UNITS = {
     "days": lambda n: timedelta(days=n),
     "weeks": lambda n: timedelta(weeks=n),
 }
+
+BRANCH_CONDITIONS = [
+    ("always", "Always"),
+    ("opened", "If the email was opened"),
+    ("not_opened", "If the email was not opened"),
+    ("clicked", "If a link was clicked"),
+    ("not_clicked", "If no link was clicked"),
+    ("holds", "If the condition holds"),
+    ("not_holds", "If the condition does not hold"),
+]
+# branch conditions read on the parent email's mailing trace
+ENGAGEMENT_BRANCHES = {"opened", "not_opened", "clicked", "not_clicked"}
+
+WEEKDAY_FIELDS = ["send_monday", "send_tuesday", "send_wednesday", "send_thursday",
+                  "send_friday", "send_saturday", "send_sunday"]
 
 
 class BehavioralSequenceStep(models.Model):
@@ -33,7 +50,20 @@ class BehavioralSequenceStep(models.Model):
     Timing: the first step runs ``delay`` after the trigger (e.g. when the cart
     became abandoned); every later step ``delay`` after the previous step
     actually ran; every step passes the cadence gate first
-    (``behavioral.enrollment._get_cadence_delays``).
+    (``behavioral.enrollment._get_cadence_delays``): its own send window
+    (``send_hour_from`` to ``send_hour_to``, on the chosen weekdays) and,
+    for the kinds that reach the customer (``_get_cadence_kinds``), the
+    company's quiet hours and frequency cap.
+
+    Branches: a step follows its ``parent_id``, or, without one, the step
+    before it in order (a plain chain, the default). The steps that follow a
+    step are alternatives, tried in the order of their delay (then their
+    order): when one is due, its ``branch_condition`` is checked (the
+    parent's email opened or clicked within the child's delay, or a domain on
+    the customer or the source document); the first that holds runs, the
+    others are skipped with a trace saying why, and the enrollment goes on
+    down the branch taken. A child "if not opened within 2 days" is thus
+    decided 2 days after its parent ran.
     """
 
     _name = "behavioral.sequence.step"
@@ -56,9 +86,42 @@ class BehavioralSequenceStep(models.Model):
         help="Checked on the source document (cart, order or contact) when the step is due: "
              "if it does not match, this step is skipped and the sequence goes on.")
     company_id = fields.Many2one(related="sequence_id.company_id", store=True)
+    # branches
+    parent_id = fields.Many2one(
+        "behavioral.sequence.step", string="Follows", ondelete="set null", index="btree_not_null",
+        copy=False, domain="[('sequence_id', '=', sequence_id), ('id', '!=', id)]",
+        help="The step this one follows. Leave empty to follow the previous step in order.")
+    child_ids = fields.One2many("behavioral.sequence.step", "parent_id", string="Branches")
+    branch_condition = fields.Selection(
+        BRANCH_CONDITIONS, string="Run", default="always", required=True,
+        help="When this step runs after the step it follows. Opened and clicked are checked "
+             "on the previous email, within this step's delay: a step 'if not opened' with a "
+             "2-day delay is decided 2 days after that email was sent.")
+    branch_target = fields.Selection(
+        [("source", "Source document"), ("partner", "Customer")], string="Condition On",
+        default="source", required=True)
+    branch_domain = fields.Char("Branch Condition", default="[]")
+    branch_model = fields.Char(compute="_compute_branch_model")
+    depth = fields.Integer(compute="_compute_tree", help="How deep in the tree of branches the step is.")
+    tree_label = fields.Char("Step", compute="_compute_tree")
+    # send window, in the recipient's time zone
+    send_hour_from = fields.Float(
+        "Send From", default=0.0,
+        help="The step runs only from this hour of the recipient's day (their time zone).")
+    send_hour_to = fields.Float(
+        "Send Until", default=24.0,
+        help="The step runs only until this hour of the recipient's day (their time zone).")
+    send_monday = fields.Boolean("Monday", default=True)
+    send_tuesday = fields.Boolean("Tuesday", default=True)
+    send_wednesday = fields.Boolean("Wednesday", default=True)
+    send_thursday = fields.Boolean("Thursday", default=True)
+    send_friday = fields.Boolean("Friday", default=True)
+    send_saturday = fields.Boolean("Saturday", default=True)
+    send_sunday = fields.Boolean("Sunday", default=True)
     # statistics
     trace_ids = fields.One2many("behavioral.trace", "step_id")
     sent_count = fields.Integer(compute="_compute_statistics")
+    skipped_count = fields.Integer(compute="_compute_statistics")
     failed_count = fields.Integer(compute="_compute_statistics")
 
     @api.depends("step_type")
@@ -70,15 +133,52 @@ class BehavioralSequenceStep(models.Model):
     def _compute_statistics(self):
         data = self.env["behavioral.trace"]._read_group(
             [("step_id", "in", self.ids)], ["step_id", "state"], ["__count"])
-        sent, failed = {}, {}
+        sent, skipped, failed = {}, {}, {}
         for step, state, count in data:
             if state == "sent":
                 sent[step] = count
+            elif state == "skipped":
+                skipped[step] = count
             elif state in ("failed", "canceled"):
                 failed[step] = failed.get(step, 0) + count
         for step in self:
             step.sent_count = sent.get(step, 0)
+            step.skipped_count = skipped.get(step, 0)
             step.failed_count = failed.get(step, 0)
+
+    @api.depends("branch_target", "sequence_id.source_model")
+    def _compute_branch_model(self):
+        for step in self:
+            step.branch_model = "res.partner" if step.branch_target == "partner" else step.sequence_id.source_model
+
+    @api.depends("name", "parent_id", "branch_condition", "sequence", "delay_value", "delay_unit",
+                 "sequence_id.step_ids")
+    def _compute_tree(self):
+        """An indented label per step: children one level below their parent,
+        a step without parent at the level of the step before it."""
+        conditions = dict(self._fields["branch_condition"]._description_selection(self.env))
+        units = dict(self._fields["delay_unit"]._description_selection(self.env))
+        for sequence in self.sequence_id:
+            depth = {}
+            previous = None
+            for step in sequence.step_ids.sorted():
+                if step.parent_id and step.parent_id in depth:
+                    depth[step] = depth[step.parent_id] + 1
+                else:
+                    depth[step] = depth.get(previous, 0)
+                previous = step
+            for step, level in depth.items():
+                label = step.name or ""
+                if step.branch_condition != "always" or step.parent_id:
+                    label = self.env._(
+                        "%(condition)s within %(value)s %(unit)s: %(name)s",
+                        condition=conditions.get(step.branch_condition), value=step.delay_value,
+                        unit=units.get(step.delay_unit, "").lower(), name=label)
+                step.depth = level
+                step.tree_label = ("\u2003" * level) + ("\u21b3 " if level else "") + label
+        for step in self.filtered(lambda s: not s.sequence_id or s not in s.sequence_id.step_ids):
+            step.depth = 0
+            step.tree_label = step.name
 
     @api.constrains("delay_value")
     def _check_delay(self):
@@ -96,6 +196,51 @@ class BehavioralSequenceStep(models.Model):
                     "The condition of step %(step)s is not a valid domain: %(error)s",
                     step=step.display_name, error=exc)) from exc
 
+    @api.constrains("parent_id", "branch_condition", "sequence", "sequence_id")
+    def _check_branches(self):
+        for step in self:
+            steps = list(step.sequence_id.step_ids.sorted())
+            if step.parent_id:
+                if step.parent_id.sequence_id != step.sequence_id:
+                    raise ValidationError(self.env._(
+                        "Step %(step)s can only follow a step of its own sequence.", step=step.display_name))
+                if step.parent_id in steps and steps.index(step.parent_id) >= steps.index(step):
+                    raise ValidationError(self.env._(
+                        "Step %(step)s must come after the step it follows (%(parent)s): reorder the steps.",
+                        step=step.display_name, parent=step.parent_id.display_name))
+            parent = step._get_parent_step()
+            if step.branch_condition != "always" and not parent:
+                raise ValidationError(self.env._(
+                    "The first step of a sequence runs for everyone: it cannot have a branch condition."))
+            if step.branch_condition in ENGAGEMENT_BRANCHES and "engagement" not in \
+                    self._get_cadence_kinds().get(parent.step_type, set()):
+                raise ValidationError(self.env._(
+                    "Step %(step)s depends on opens or clicks: it must follow an email step.",
+                    step=step.display_name))
+
+    @api.constrains("branch_domain", "branch_target")
+    def _check_branch_domain(self):
+        for step in self:
+            try:
+                domain = literal_eval(step.branch_domain or "[]")
+                self.env[step.branch_model].sudo().search_count(domain, limit=1)
+            except Exception as exc:
+                raise ValidationError(self.env._(
+                    "The branch condition of step %(step)s is not a valid domain: %(error)s",
+                    step=step.display_name, error=exc)) from exc
+
+    @api.constrains("send_hour_from", "send_hour_to", *WEEKDAY_FIELDS)
+    def _check_send_window(self):
+        for step in self:
+            if not 0.0 <= step.send_hour_from < step.send_hour_to <= 24.0:
+                raise ValidationError(self.env._(
+                    "The send window of step %(step)s must start before it ends, within the day "
+                    "(%(start)s - %(end)s).", step=step.display_name,
+                    start=format_hour(step.send_hour_from), end=format_hour(step.send_hour_to)))
+            if not any(step[fname] for fname in WEEKDAY_FIELDS):
+                raise ValidationError(self.env._(
+                    "Step %(step)s must be allowed on at least one weekday.", step=step.display_name))
+
     # ------------------------------------------------------------
     # ORM
     # ------------------------------------------------------------
@@ -109,6 +254,17 @@ class BehavioralSequenceStep(models.Model):
             raise UserError(self.env._(
                 "%(count)s enrollment(s) are waiting for this step. Pause the sequence and stop "
                 "them, or keep the step and change its content instead.", count=waiting))
+
+    def action_send_test(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Send a Test"),
+            "res_model": "behavioral.step.test",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_step_id": self.id},
+        }
 
     def _sync_sequence_settings(self):
         """Mirror the sequence's settings (sender, campaign...) where a step
@@ -128,11 +284,55 @@ class BehavioralSequenceStep(models.Model):
         self.ensure_one()
         return False
 
-    def _get_next_step(self):
+    @api.model
+    def _get_cadence_kinds(self):
+        """What the cadence gate applies to each step kind, extended by the
+        kind files: {step_type: set of 'quiet' (company quiet hours apply),
+        'cap' (counts in and obeys the frequency cap), 'engagement' (opens
+        and clicks can be branched on)}. Every step obeys its own send window."""
+        return {}
+
+    def _get_weekdays(self):
+        """Weekdays (Monday = 0) on which this step may run."""
+        self.ensure_one()
+        return frozenset(day for day, fname in enumerate(WEEKDAY_FIELDS) if self[fname])
+
+    def _has_send_window(self):
+        self.ensure_one()
+        return self.send_hour_from > 0.0 or self.send_hour_to < 24.0 or len(self._get_weekdays()) < 7
+
+    def _get_parent_step(self):
+        """The step this one follows: its parent, or the step before it."""
+        self.ensure_one()
+        if self.parent_id:
+            return self.parent_id
+        steps = list(self.sequence_id.step_ids.sorted())
+        index = steps.index(self) if self in steps else 0
+        return steps[index - 1] if index > 0 else self.browse()
+
+    def _get_children(self):
+        """The steps following this one, in the order they are decided:
+        by delay, then by order."""
         self.ensure_one()
         steps = self.sequence_id.step_ids.sorted()
-        index = list(steps).index(self)
-        return steps[index + 1] if index + 1 < len(steps) else self.browse()
+        children = steps.filtered(lambda s: s != self and s._get_parent_step() == self)
+        return children.sorted(lambda s: (s._get_delay(), s.sequence, s.id))
+
+    def _get_next_step(self):
+        """The next step to wait for after this one: the first of its
+        children; the others are tried in turn if its branch condition fails."""
+        self.ensure_one()
+        return self._get_children()[:1]
+
+    def _get_next_sibling(self):
+        """The alternative to try when this step's branch condition fails."""
+        self.ensure_one()
+        parent = self._get_parent_step()
+        if not parent:
+            return self.browse()
+        siblings = list(parent._get_children())
+        index = siblings.index(self) if self in siblings else len(siblings)
+        return siblings[index + 1] if index + 1 < len(siblings) else self.browse()
 
     # ------------------------------------------------------------
     # EXECUTION
@@ -199,6 +399,10 @@ class BehavioralSequenceStep(models.Model):
                 "state_msg": self.env._("The %(model)s this enrollment is about was deleted.",
                                model=Source._description),
             }
+        # branches: a step whose branch condition fails hands over to the next alternative
+        pending = enrollments.filtered(lambda e: e.id not in outcomes)
+        if pending and self.branch_condition != "always":
+            outcomes.update(self._check_branch(pending))
         # condition on the source document
         condition = literal_eval(self.condition_domain or "[]")
         if condition:
@@ -213,3 +417,81 @@ class BehavioralSequenceStep(models.Model):
         if pending:
             outcomes.update(getattr(self, f"_run_{self.step_type}")(pending))
         return outcomes
+
+    # ------------------------------------------------------------
+    # BRANCHES
+    # ------------------------------------------------------------
+
+    def _check_branch(self, enrollments):
+        """Outcomes of the enrollments for which this step's branch condition
+        does not hold: skipped, on to the next alternative (due its own delay
+        after the parent ran). A fixed number of queries for the group.
+
+        :return dict: {enrollment id: outcome} for the branch not taken only
+        """
+        self.ensure_one()
+        parent = self._get_parent_step()
+        ran_at = self._get_parent_run_dates(enrollments, parent)
+        condition = self.branch_condition
+        if condition in ENGAGEMENT_BRANCHES:
+            engagement = self._get_engagement(enrollments, parent)
+            limit = self._get_delay()
+            holds = set()
+            for enrollment in enrollments:
+                opened, clicked = engagement.get(enrollment.id, (None, None))
+                start = ran_at.get(enrollment.id)
+                moment = clicked if condition in ("clicked", "not_clicked") else opened
+                engaged = bool(moment and start and moment <= start + limit)
+                if engaged == (condition in ("opened", "clicked")):
+                    holds.add(enrollment.id)
+        else:
+            if self.branch_target == "partner":
+                model, ids = "res.partner", enrollments.mapped("partner_id.id")
+            else:
+                model, ids = self.sequence_id.source_model, enrollments.mapped("res_id")
+            domain = expression.AND([literal_eval(self.branch_domain or "[]"), [("id", "in", ids)]])
+            matching = set(self.env[model].sudo().with_context(active_test=False).search(domain).ids)
+            holds = {
+                e.id for e in enrollments
+                if ((e.partner_id.id if self.branch_target == "partner" else e.res_id) in matching)
+                == (condition == "holds")
+            }
+        sibling = self._get_next_sibling()
+        label = dict(self._fields["branch_condition"]._description_selection(self.env)).get(condition)
+        now = fields.Datetime.now()
+        outcomes = {}
+        for enrollment in enrollments.filtered(lambda e: e.id not in holds):
+            start = ran_at.get(enrollment.id) or now
+            outcomes[enrollment.id] = {
+                "state": "skipped",
+                "state_msg": self.env._("Branch not taken: %(condition)s did not hold.", condition=label.lower()),
+                "next_step_id": sibling.id,
+                "next_due": max(start + sibling._get_delay(), now) if sibling else None,
+            }
+        return outcomes
+
+    def _get_parent_run_dates(self, enrollments, parent):
+        """{enrollment id: when ``parent`` ran for it}, one query."""
+        if not parent or not enrollments:
+            return {}
+        self.env["behavioral.trace"].flush_model(["enrollment_id", "step_id", "executed_at"])
+        self.env.cr.execute(SQL(
+            "SELECT enrollment_id, executed_at FROM behavioral_trace WHERE step_id = %s AND enrollment_id IN %s",
+            parent.id, tuple(enrollments.ids)))
+        return dict(self.env.cr.fetchall())
+
+    def _get_engagement(self, enrollments, parent):
+        """{enrollment id: (opened on, clicked on)} of ``parent``'s email, from
+        mailing.trace, one query for the group."""
+        if not parent or not enrollments:
+            return {}
+        self.env["behavioral.trace"].flush_model(["enrollment_id", "step_id", "mailing_trace_id"])
+        self.env["mailing.trace"].flush_model(["open_datetime", "links_click_datetime"])
+        self.env.cr.execute(SQL(
+            """SELECT bt.enrollment_id, mt.open_datetime, mt.links_click_datetime
+                 FROM behavioral_trace bt
+                 JOIN mailing_trace mt ON mt.id = bt.mailing_trace_id
+                WHERE bt.step_id = %s AND bt.enrollment_id IN %s""",
+            parent.id, tuple(enrollments.ids)))
+        # a click implies the email was opened
+        return {row[0]: (row[1] or row[2], row[2]) for row in self.env.cr.fetchall()}

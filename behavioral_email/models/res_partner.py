@@ -27,6 +27,26 @@ class ResPartner(models.Model):
         self.ensure_one()
         return self.env["behavioral.enrollment"]._action_view([("partner_id", "=", self.id)])
 
+    # ---- TIMELINE: what the sequences did with this contact, and why
+    behavioral_timeline_html = fields.Html(
+        "Sequence Timeline", compute="_compute_behavioral_timeline_html", sanitize=False,
+        groups="behavioral_email.group_behavioral_user")
+
+    def _compute_behavioral_timeline_html(self):
+        limit = int(self.env["ir.config_parameter"].sudo().get_param(
+            "behavioral_email.timeline_enrollments", 20)) or 20
+        for partner in self:
+            enrollments = self.env["behavioral.enrollment"].search(
+                [("partner_id", "=", partner._origin.id)], limit=limit) if partner._origin.id else \
+                self.env["behavioral.enrollment"]
+            timeline = enrollments._get_timeline()
+            entries = sorted(
+                (entry for items in timeline.values() for entry in items),
+                key=lambda e: e["date"] or fields.Datetime.now(), reverse=True)
+            partner.behavioral_timeline_html = self.env["ir.qweb"]._render(
+                "behavioral_email.enrollment_timeline", {"entries": entries, "show_sequence": True})
+    # ---- end of TIMELINE
+
     # ------------------------------------------------------------
     # CAPTURE
     # ------------------------------------------------------------

@@ -1,1 +1,6 @@
 from . import email
+from . import sms
+from . import webhook
+from . import activity
+from . import tag
+from . import wait

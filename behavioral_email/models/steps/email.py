@@ -129,6 +129,12 @@ class BehavioralSequenceStep(models.Model):
     # TOOLS
     # ------------------------------------------------------------
 
+    @api.model
+    def _get_cadence_kinds(self):
+        kinds = super()._get_cadence_kinds()
+        kinds["email"] = {"quiet", "cap", "engagement"}
+        return kinds
+
     def _get_content_problem(self):
         if self.step_type != "email":
             return super()._get_content_problem()
@@ -177,23 +183,12 @@ class BehavioralSequenceStep(models.Model):
         if not rendered:
             return outcomes
         bodies = self._shorten_links_batch({rid: values["body"] for rid, values in rendered.items()})
-        transactional = self.sequence_id.consent_mode == "transactional"
-        base_url = mailing.get_base_url()
-        with file_open("mass_mailing/static/src/scss/mass_mailing_mail.scss", "r") as fd:
-            styles = Markup("<style>%s</style>") % fd.read()
+        styles = self._get_mail_styles()
         to_send = enrollments.filtered(lambda e: e.id in rendered)
         mail_values = []
         for enrollment in to_send:
             values = rendered[enrollment.id]
-            body = bodies[enrollment.id]
-            if not transactional and "/unsubscribe_from_list" not in body:
-                body = tools.mail.append_content_to_html(body, self._get_unsubscribe_footer(base_url), plaintext=False)
-            body = mailing._prepend_preview(Markup(body), values.get("preview") or "")
-            body = self.env["ir.qweb"]._render(
-                "mass_mailing.mass_mailing_mail_layout",
-                {"body": body, "mailing_style": styles},
-                minimal_qcontext=True, raise_if_not_found=False,
-            ) or body
+            body = self._wrap_body(bodies[enrollment.id], values.get("preview"), styles)
             # replies go to the sequence's reply-to address, not to a thread
             message_id = tools.mail.generate_tracking_message_id("reply_to")
             partner = enrollment.partner_id
@@ -234,6 +229,24 @@ class BehavioralSequenceStep(models.Model):
         # let the mail queue pick them up now rather than at its next tick
         self.env.ref("mail.ir_cron_mail_scheduler_action").sudo()._trigger()
         return outcomes
+
+    def _get_mail_styles(self):
+        with file_open("mass_mailing/static/src/scss/mass_mailing_mail.scss", "r") as fd:
+            return Markup("<style>%s</style>") % fd.read()
+
+    def _wrap_body(self, body, preview, styles):
+        """A rendered body as it is mailed: unsubscribe footer (marketing),
+        preview text and mass mailing's layout."""
+        mailing = self.mailing_id.sudo()
+        if self.sequence_id.consent_mode != "transactional" and "/unsubscribe_from_list" not in body:
+            body = tools.mail.append_content_to_html(
+                body, self._get_unsubscribe_footer(mailing.get_base_url()), plaintext=False)
+        body = mailing._prepend_preview(Markup(body), preview or "")
+        return self.env["ir.qweb"]._render(
+            "mass_mailing.mass_mailing_mail_layout",
+            {"body": body, "mailing_style": styles},
+            minimal_qcontext=True, raise_if_not_found=False,
+        ) or body
 
     def _render_batch(self, enrollments):
         """Render subject, preview and body for all enrollments at once.
