@@ -34,6 +34,18 @@ TRACE_DEFAULTS = {
     "subject": False,
 }
 
+# timeline entry kind -> badge class
+TIMELINE_BADGES = {
+    "entered": "text-bg-info",
+    "sent": "text-bg-success",
+    "skipped": "text-bg-secondary",
+    "canceled": "text-bg-warning",
+    "failed": "text-bg-danger",
+    "waited": "text-bg-light border",
+    "ended": "text-bg-dark",
+    "next": "text-bg-primary",
+}
+
 # failure type of a canceled trace -> exit reason of its enrollment
 CONSENT_EXITS = {
     "mail_bl": "blacklisted",
@@ -644,6 +656,7 @@ class BehavioralEnrollment(models.Model):
             items.sort(key=lambda e: (e["date"] or fields.Datetime.now(), order.get(e["kind"], 2)))
             for entry in items:
                 entry["date_display"] = self._format_datetime(entry["date"])
+                entry["badge"] = TIMELINE_BADGES.get(entry["kind"], "text-bg-light")
         return entries
 
     @api.model
