@@ -1,6 +1,9 @@
 """Helpers shared by the step-kind, branch and cadence tests: sequences built
 from step values, contacts created the real way (their creation is the
 trigger), and the crons run at fixed clocks."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from freezegun import freeze_time
 
 from .common import NOW, BehavioralCommon
@@ -11,6 +14,46 @@ EMAIL_BODY = "<p>Hello <t t-out=\"object.partner_id.name\"/>, <a href=\"https://
 def email_step(subject, delay=0, unit="days", **vals):
     return dict({"step_type": "email", "subject": subject, "body_html": EMAIL_BODY,
                  "delay_value": delay, "delay_unit": unit}, **vals)
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 (random port) that records what it is
+    posted and answers the status codes it is told to, in turn."""
+
+    def __init__(self):
+        self.requests = []
+        self.answers = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                payload = b'{"ok": true}' if status < 300 else b'{"error": "nope"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/shop"
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class StepsCommon(BehavioralCommon):

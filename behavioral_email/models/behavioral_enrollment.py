@@ -723,8 +723,9 @@ class BehavioralEnrollment(models.Model):
         return cadence.recipient_timezone(
             partner_tz=partner.tz,
             numbers=[number for number in (partner.mobile, partner.phone) if number],
-            country_code=partner.country_id.code or company.country_id.code,
+            country_code=partner.country_id.code,
             fallback=company.partner_id.tz,
+            region=company.country_id.code,
         )
 
     def _get_frequency_cap_delays(self, now):

@@ -128,17 +128,18 @@ def country_timezone_name(country_code):
     return zones[0] if len(zones) == 1 else None
 
 
-def recipient_timezone(partner_tz=None, numbers=(), country_code=None, fallback=None):
+def recipient_timezone(partner_tz=None, numbers=(), country_code=None, fallback=None, region=None):
     """The time zone to read a recipient's local time in.
 
     Their own ``tz``; else the zone of their mobile or phone number (when the
-    number has exactly one); else their country's (when it has exactly one);
-    else ``fallback`` (the company's zone); else UTC.
+    number has exactly one; a national number is read in their country, else
+    in ``region``); else their country's (when it has exactly one); else
+    ``fallback`` (the company's zone); else UTC.
     """
     if partner_tz and partner_tz in pytz.all_timezones_set:
         return partner_tz
     for number in numbers:
-        zone = phone_timezone_name(number, country_code)
+        zone = phone_timezone_name(number, country_code or region)
         if zone:
             return zone
     zone = country_timezone_name(country_code)

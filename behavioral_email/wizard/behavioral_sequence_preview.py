@@ -38,6 +38,7 @@ class BehavioralSequencePreview(models.TransientModel):
         triggers = self.env["behavioral.trigger"].sudo().search([
             ("trigger_type", "=", sequence.trigger_type),
             ("occurred_at", ">=", now - timedelta(days=self.days)),
+            ("occurred_at", "<=", now),
         ], order="occurred_at, id")
         entered, notes = sequence._dry_run_enroll(triggers) if triggers else ({}, {})
         path_emails = len(sequence._get_default_path().filtered(
