@@ -420,7 +420,7 @@ class BehavioralEnrollment(models.Model):
                 } for enrollment in group if enrollment.wait_reason != extra or kind == "retry"]
                 if kind == "retry":
                     for vals in waits[-len(group):]:
-                        vals["reason"] = self.env._("Retry after a transient failure: %s", extra)
+                        vals["reason"] = self.env._("Retry after a transient failure: %(error)s", error=extra)
             if kind == "next":
                 if value:
                     group.write({
@@ -439,7 +439,7 @@ class BehavioralEnrollment(models.Model):
                 group.write({
                     "retry_count": value + 1,
                     "next_due": now + timedelta(minutes=RETRY_BACKOFF_MINUTES[value]),
-                    "wait_reason": self.env._("Retry after a transient failure: %s", extra),
+                    "wait_reason": self.env._("Retry after a transient failure: %(error)s", error=extra),
                 })
             elif kind == "exit":
                 group.write({"last_step_date": now})
@@ -610,9 +610,9 @@ class BehavioralEnrollment(models.Model):
             if trace.state_msg and trace.state_msg not in details:
                 details.append(trace.state_msg)
             if trace.open_datetime:
-                details.append(self.env._("opened %s", self._format_datetime(trace.open_datetime)))
+                details.append(self.env._("opened %(date)s", date=self._format_datetime(trace.open_datetime)))
             if trace.links_click_datetime:
-                details.append(self.env._("clicked %s", self._format_datetime(trace.links_click_datetime)))
+                details.append(self.env._("clicked %(date)s", date=self._format_datetime(trace.links_click_datetime)))
             entries[trace.enrollment_id.id].append({
                 "date": trace.executed_at, "kind": trace.state, "title": title,
                 "detail": " · ".join(d for d in details if d), "sequence": trace.sequence_id.name,

@@ -342,7 +342,7 @@ class BehavioralSequence(models.Model):
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
-            "name": self.env._("Preview of %s", self.name),
+            "name": self.env._("Preview of %(sequence)s", sequence=self.name),
             "res_model": "behavioral.sequence.preview",
             "view_mode": "form",
             "target": "new",

@@ -70,7 +70,7 @@ class BehavioralSequencePreview(models.TransientModel):
             "res_id": self.id,
             "view_mode": "form",
             "target": "new",
-            "name": self.env._("Preview of %s", sequence.name),
+            "name": self.env._("Preview of %(sequence)s", sequence=sequence.name),
         }
 
     def _get_other_emails(self, partner_ids, since):

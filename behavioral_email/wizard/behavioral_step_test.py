@@ -69,7 +69,7 @@ class BehavioralStepTest(models.TransientModel):
             "tag": "display_notification",
             "params": {
                 "type": "success",
-                "message": self.env._("Test email queued for %s.", ", ".join(emails)),
+                "message": self.env._("Test email queued for %(emails)s.", emails=", ".join(emails)),
                 "next": {"type": "ir.actions.act_window_close"},
             },
         }

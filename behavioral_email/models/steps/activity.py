@@ -76,7 +76,7 @@ class BehavioralSequenceStep(models.Model):
         for (enrollment, _vals), activity in zip(vals_list, activities):
             outcomes[enrollment.id] = {
                 "state": "sent", "activity_id": activity.id, "subject": activity.summary,
-                "state_msg": self.env._("Assigned to %s", activity.user_id.name),
+                "state_msg": self.env._("Assigned to %(user)s", user=activity.user_id.name),
             }
         return outcomes
 

@@ -94,7 +94,7 @@ class BehavioralSequenceStep(models.Model):
             texts = self.env["mail.render.mixin"].sudo().with_context(lang=None)._render_template(
                 self.sms_body or "", "behavioral.enrollment", pending.ids, engine="inline_template")
         except Exception as exc:  # noqa: BLE001 - recorded on every trace of the group
-            error = self.env._("The SMS could not be rendered: %s", self._describe_error(exc))
+            error = self.env._("The SMS could not be rendered: %(error)s", error=self._describe_error(exc))
             for enrollment in pending:
                 outcomes[enrollment.id] = {"state": "failed", "failure_type": "render", "state_msg": error}
             return outcomes

@@ -25,9 +25,9 @@ class BehavioralSequenceStep(models.Model):
         partners = enrollments.partner_id.sudo()
         if self.tag_action == "add":
             commands = [Command.link(tag.id) for tag in self.tag_ids]
-            message = self.env._("Tags added: %s", ", ".join(self.tag_ids.mapped("name")))
+            message = self.env._("Tags added: %(tags)s", tags=", ".join(self.tag_ids.mapped("name")))
         else:
             commands = [Command.unlink(tag.id) for tag in self.tag_ids]
-            message = self.env._("Tags removed: %s", ", ".join(self.tag_ids.mapped("name")))
+            message = self.env._("Tags removed: %(tags)s", tags=", ".join(self.tag_ids.mapped("name")))
         partners.write({"category_id": commands})
         return {enrollment.id: {"state": "sent", "state_msg": message} for enrollment in enrollments}

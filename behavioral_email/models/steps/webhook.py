@@ -140,8 +140,8 @@ class BehavioralSequenceStep(models.Model):
                 except Exception as exc:  # noqa: BLE001 - recorded on that trace
                     outcomes[enrollment.id] = {
                         "state": "failed", "failure_type": "render",
-                        "state_msg": self.env._("The webhook body could not be rendered: %s",
-                                                self._describe_error(exc)),
+                        "state_msg": self.env._("The webhook body could not be rendered: %(error)s",
+                                                error=self._describe_error(exc)),
                     }
                     continue
                 payload = body.encode()
@@ -161,10 +161,10 @@ class BehavioralSequenceStep(models.Model):
                 timeout=self.webhook_timeout, allow_redirects=False)
         except requests.Timeout:
             return {"state": "retry", "failure_type": "webhook_timeout", "webhook_status": 0,
-                    "state_msg": self.env._("No answer within %s seconds.", self.webhook_timeout)}
+                    "state_msg": self.env._("No answer within %(seconds)s seconds.", seconds=self.webhook_timeout)}
         except requests.RequestException as exc:
             return {"state": "retry", "failure_type": "webhook_timeout", "webhook_status": 0,
-                    "state_msg": self.env._("Connection failed: %s", self._describe_error(exc))}
+                    "state_msg": self.env._("Connection failed: %(error)s", error=self._describe_error(exc))}
         status = response.status_code
         answer = (response.text or "")[:MAX_RESPONSE_CHARS]
         if 200 <= status < 300:
