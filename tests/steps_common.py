@@ -8,7 +8,8 @@ from freezegun import freeze_time
 
 from .common import NOW, BehavioralCommon
 
-EMAIL_BODY = "<p>Hello <t t-out=\"object.partner_id.name\"/>, <a href=\"https://shop.example.com/garden\">see the garden</a></p>"
+EMAIL_BODY = ('<p>Hello <t t-out="object.partner_id.name"/>, '
+              '<a href="https://shop.example.com/garden">see the garden</a></p>')
 
 
 def email_step(subject, delay=0, unit="days", **vals):

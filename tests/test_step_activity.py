@@ -12,7 +12,8 @@ class TestStepActivity(StepsCommon):
     def setUpClass(cls):
         super().setUpClass()
         cls.seller = mail_new_test_user(
-            cls.env, login="seller", name="Sam Seller", email="sam@example.com", groups="sales_team.group_sale_salesman")
+            cls.env, login="seller", name="Sam Seller", email="sam@example.com",
+            groups="sales_team.group_sale_salesman")
         cls.account_manager = mail_new_test_user(
             cls.env, login="accounts", name="Ada Accounts", email="ada@example.com",
             groups="sales_team.group_sale_salesman")

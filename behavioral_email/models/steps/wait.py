@@ -109,7 +109,9 @@ class BehavioralSequenceStep(models.Model):
             deadline = starts[enrollment.id] + timeout
             if enrollment.id in met:
                 outcomes[enrollment.id] = {
-                    "state": "sent", "state_msg": self.env._("Wait over: %(what)s", what=labels[self.wait_mode].lower())}
+                    "state": "sent",
+                    "state_msg": self.env._("Wait over: %(what)s", what=labels[self.wait_mode].lower()),
+                }
             elif now >= deadline:
                 outcomes[enrollment.id] = {"state": "skipped", "state_msg": self.env._("Wait timed out.")}
             else:
