@@ -30,6 +30,11 @@
         "views/sale_order_views.xml",
         "views/mailing_mailing_views.xml",
         "views/res_config_settings_views.xml",
+        "views/behavioral_step_variant_views.xml",
+        "report/behavioral_report_views.xml",
+        "report/behavioral_report_funnel_views.xml",
+        "report/behavioral_report_entrant_views.xml",
+        "report/behavioral_report_order_views.xml",
         "views/behavioral_menus.xml",
     ],
     "demo": [

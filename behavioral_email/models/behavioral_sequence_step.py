@@ -128,6 +128,12 @@ class BehavioralSequenceStep(models.Model):
         self.ensure_one()
         return False
 
+    @api.model
+    def _get_message_kinds(self):
+        """The step kinds that reach the customer (an email, a text message),
+        extended by the kind files: a holdout enrollment skips them."""
+        return set()
+
     def _get_next_step(self):
         self.ensure_one()
         steps = self.sequence_id.step_ids.sorted()
@@ -210,6 +216,13 @@ class BehavioralSequenceStep(models.Model):
                     "state": "skipped", "state_msg": self.env._("The step condition did not match."),
                 }
         pending = enrollments.filtered(lambda e: e.id not in outcomes)
+        # -- holdout: the control group goes through the sequence like everyone
+        # else (goals, exits, timing) but is sent nothing --
+        if self.step_type in self._get_message_kinds():
+            for enrollment in pending.filtered("is_holdout"):
+                outcomes[enrollment.id] = {"state": "skipped", "state_msg": self.env._("holdout")}
+            pending = pending.filtered(lambda e: not e.is_holdout)
+        # --
         if pending:
             outcomes.update(getattr(self, f"_run_{self.step_type}")(pending))
         return outcomes
