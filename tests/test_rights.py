@@ -125,11 +125,15 @@ class TestUserRights(BehavioralCommon):
         app_menus = [menus[child] for child in menus[root.id]["children"]]
         self.assertEqual(
             sorted(menu["xmlid"] for menu in app_menus),
-            ["behavioral_email.behavioral_enrollment_menu", "behavioral_email.behavioral_sequence_menu",
-             "behavioral_email.behavioral_trace_menu"],
+            ["behavioral_email.behavioral_enrollment_menu", "behavioral_email.behavioral_reporting_menu",
+             "behavioral_email.behavioral_sequence_menu", "behavioral_email.behavioral_trace_menu"],
             "a User sees the working menus, not Configuration")
+        # the menus opening a screen, and those grouped under a parent (Reporting)
+        leaves = [menu for menu in app_menus if menu["action"]] + [
+            menus[child] for menu in app_menus if not menu["action"] for child in menu["children"]]
+        self.assertEqual(len(leaves), 7)
         opened = {}
-        for menu in app_menus:
+        for menu in leaves:
             action_model, action_id = menu["action"].split(",")
             action = self.env[action_model].sudo().browse(int(action_id))._get_action_dict()
             opened[action["res_model"]] = self.run_window_action(action)

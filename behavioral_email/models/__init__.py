@@ -1,3 +1,4 @@
+from . import behavioral_kpi_mixin
 from . import behavioral_trigger
 from . import behavioral_sequence
 from . import behavioral_sequence_step
@@ -20,3 +21,4 @@ from . import website_track
 from . import triggers
 from . import steps
 from . import goals
+from . import behavioral_step_variant  # after steps: its step extension wraps the email kind

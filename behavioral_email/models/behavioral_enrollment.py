@@ -90,6 +90,11 @@ class BehavioralEnrollment(models.Model):
     cap, send window, the customer's pause, a wait step) is postponed, never
     dropped: ``next_due`` moves to the first allowed moment and
     ``wait_reason`` says why (:meth:`_get_cadence_delays`).
+
+    A holdout enrollment (``is_holdout``, drawn at entry by
+    ``behavioral.sequence._is_holdout``) goes through the same states and
+    steps, but its message steps are skipped with "holdout"
+    (``behavioral.sequence.step._execute``): the sequence's control group.
     """
 
     _name = "behavioral.enrollment"
@@ -133,6 +138,14 @@ class BehavioralEnrollment(models.Model):
     dedupe_key = fields.Char(readonly=True, copy=False)
     company_id = fields.Many2one("res.company", index=True, readonly=True)
     trace_ids = fields.One2many("behavioral.trace", "enrollment_id", readonly=True)
+    # -- measurement: holdout group and entry time (report/behavioral_report_entrant.py) --
+    is_holdout = fields.Boolean(
+        "Holdout", readonly=True, copy=False,
+        help="In the sequence's control group: followed like everyone else, sent nothing.")
+    entered_at = fields.Datetime(
+        "Entered On", readonly=True, copy=False, default=fields.Datetime.now,
+        help="When the customer entered the sequence: their orders are measured from here.")
+    # --
     trace_count = fields.Integer(compute="_compute_trace_count")
     event_ids = fields.One2many("behavioral.enrollment.event", "enrollment_id", readonly=True)
     timeline_html = fields.Html(

@@ -11,6 +11,7 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
 
+from ..tools import stats
 from .behavioral_enrollment import CONSENT_EXITS
 
 _logger = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ class BehavioralSequence(models.Model):
 
     _name = "behavioral.sequence"
     _description = "Behavioral Email Sequence"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "behavioral.kpi.mixin"]
     _order = "sequence, id"
+    _kpi_key = "sequence_id"
 
     name = fields.Char(required=True, translate=True, tracking=True)
     active = fields.Boolean(default=True)
@@ -124,6 +126,70 @@ class BehavioralSequence(models.Model):
     revenue = fields.Monetary(
         compute="_compute_statistics",
         help="Total (untaxed) of the orders that converted the enrollments.")
+    # -- measurement: holdout, attribution and results (report/behavioral_report*.py) --
+    holdout_percent = fields.Integer(
+        "Holdout (%)", default=0, tracking=True,
+        help="Share of the entrants kept as a control group: they go through the sequence "
+             "like the others but are sent nothing, so that the sequence's true lift can be "
+             "measured. Drawn at random per customer, 0 to 50.")
+    attribution_click_days = fields.Integer(
+        "Attribution After a Click (days)", default=5, required=True,
+        help="An order placed this many days after a click in one of the sequence's emails "
+             "is credited to it, unless a later email was opened or clicked.")
+    attribution_open_days = fields.Integer(
+        "Attribution After an Open (days)", default=1, required=True,
+        help="An order placed this many days after one of the sequence's emails was opened "
+             "is credited to it, unless a later email was opened or clicked.")
+    measure_window_days = fields.Integer(
+        "Measurement Window (days)", default=30, required=True,
+        help="The orders a customer confirms within this many days after entering are their "
+             "results in the holdout and customer comparisons, whatever email they came from.")
+    holdout_treatment_count = fields.Integer("Emailed Group", compute="_compute_holdout_results")
+    holdout_control_count = fields.Integer("Holdout Group", compute="_compute_holdout_results")
+    holdout_treatment_converted = fields.Integer(compute="_compute_holdout_results")
+    holdout_control_converted = fields.Integer(compute="_compute_holdout_results")
+    holdout_treatment_conversion = fields.Float("Emailed Conversion", compute="_compute_holdout_results")
+    holdout_control_conversion = fields.Float("Holdout Conversion", compute="_compute_holdout_results")
+    holdout_treatment_rpe = fields.Monetary(
+        "Emailed Revenue per Entrant", compute="_compute_holdout_results", currency_field="kpi_currency_id")
+    holdout_control_rpe = fields.Monetary(
+        "Holdout Revenue per Entrant", compute="_compute_holdout_results", currency_field="kpi_currency_id")
+    holdout_lift = fields.Float(
+        "Lift", compute="_compute_holdout_results",
+        help="Conversion of the emailed group minus the holdout's, with its 95 % confidence "
+             "interval (Newcombe's hybrid score interval).")
+    holdout_lift_low = fields.Float(compute="_compute_holdout_results")
+    holdout_lift_high = fields.Float(compute="_compute_holdout_results")
+    holdout_relative_lift = fields.Float(
+        "Relative Lift", compute="_compute_holdout_results",
+        help="How much more the emailed group converts than the holdout, relative to the holdout, "
+             "with its 95 % confidence interval (Katz log interval of the ratio).")
+    holdout_relative_lift_low = fields.Float(compute="_compute_holdout_results")
+    holdout_relative_lift_high = fields.Float(compute="_compute_holdout_results")
+    holdout_has_relative_lift = fields.Boolean(compute="_compute_holdout_results")
+    holdout_incremental_revenue = fields.Monetary(
+        "Incremental Revenue", compute="_compute_holdout_results", currency_field="kpi_currency_id",
+        help="Net revenue the emails added: the difference of revenue per entrant between the "
+             "groups times the emailed entrants, with its 95 % confidence interval (Welch).")
+    holdout_incremental_revenue_low = fields.Monetary(
+        compute="_compute_holdout_results", currency_field="kpi_currency_id")
+    holdout_incremental_revenue_high = fields.Monetary(
+        compute="_compute_holdout_results", currency_field="kpi_currency_id")
+    holdout_significant = fields.Boolean(
+        compute="_compute_holdout_results", help="The lift's interval leaves out zero.")
+    engaged_entrant_count = fields.Integer("Engaged", compute="_compute_customer_results")
+    engaged_repeat_rate = fields.Float("Engaged Repeat Purchase", compute="_compute_customer_results")
+    engaged_order_value = fields.Monetary(
+        "Engaged Average Order", compute="_compute_customer_results", currency_field="kpi_currency_id")
+    unengaged_entrant_count = fields.Integer("Not Engaged", compute="_compute_customer_results")
+    unengaged_repeat_rate = fields.Float("Not Engaged Repeat Purchase", compute="_compute_customer_results")
+    unengaged_order_value = fields.Monetary(
+        "Not Engaged Average Order", compute="_compute_customer_results", currency_field="kpi_currency_id")
+    control_entrant_count = fields.Integer("Holdout", compute="_compute_customer_results")
+    control_repeat_rate = fields.Float("Holdout Repeat Purchase", compute="_compute_customer_results")
+    control_order_value = fields.Monetary(
+        "Holdout Average Order", compute="_compute_customer_results", currency_field="kpi_currency_id")
+    # --
 
     @api.model
     def _selection_trigger_type(self):
@@ -181,6 +247,36 @@ class BehavioralSequence(models.Model):
             sequence.running_count = by_state[sequence, "running"]
             sequence.failed_count = by_state[sequence, "failed"]
             sequence.trace_count = traces.get(sequence, 0)
+
+    # -- measurement --
+    def _compute_holdout_results(self):
+        results = self.env["behavioral.report.entrant"].sudo()._get_holdout_results(self)
+        for sequence in self:
+            sequence.update(results[sequence.id])
+
+    def _compute_customer_results(self):
+        results = self.env["behavioral.report.entrant"].sudo()._get_customer_results(self)
+        for sequence in self:
+            sequence.update(results[sequence.id])
+
+    @api.constrains("holdout_percent", "attribution_click_days", "attribution_open_days", "measure_window_days")
+    def _check_measurement(self):
+        for sequence in self:
+            if not 0 <= sequence.holdout_percent <= 50:
+                raise ValidationError(self.env._("The holdout is 0 to 50 % of the entrants."))
+            if min(sequence.attribution_click_days, sequence.attribution_open_days) < 0 \
+                    or sequence.measure_window_days < 1:
+                raise ValidationError(self.env._(
+                    "Attribution windows cannot be negative and the measurement window is at least a day."))
+
+    def _is_holdout(self, partner_id):
+        """Whether this customer is in the sequence's control group: drawn
+        from the hash of the sequence and the customer, so that a customer
+        who enters again stays in the same group."""
+        self.ensure_one()
+        return bool(self.holdout_percent) and \
+            stats.hash_fraction(f"holdout:{self.id}:{partner_id}") * 100 < self.holdout_percent
+    # --
 
     @api.constrains("filter_domain", "partner_domain", "trigger_type")
     def _check_domains(self):
@@ -348,6 +444,28 @@ class BehavioralSequence(models.Model):
             "target": "new",
             "context": {"default_sequence_id": self.id},
         }
+
+    # -- measurement: the sequence's reports --
+    def _action_report(self, xmlid):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(xmlid)
+        action["domain"] = [("sequence_id", "=", self.id)]
+        action["display_name"] = self.env._("%(report)s: %(sequence)s", report=action["name"], sequence=self.name)
+        action["context"] = {}
+        return action
+
+    def action_view_funnel(self):
+        return self._action_report("behavioral_email.behavioral_report_funnel_action")
+
+    def action_view_analysis(self):
+        return self._action_report("behavioral_email.behavioral_report_action")
+
+    def action_view_entrants(self):
+        return self._action_report("behavioral_email.behavioral_report_entrant_action")
+
+    def action_view_attributed_orders(self):
+        return self._action_report("behavioral_email.behavioral_report_order_action")
+    # --
 
     # ------------------------------------------------------------
     # TOOLS
@@ -610,6 +728,7 @@ class BehavioralSequence(models.Model):
             "payload": trigger.payload or {},
             "dedupe_key": key,
             "company_id": (self.company_id or trigger.company_id).id,
+            "is_holdout": self._is_holdout(trigger.partner_id.id),  # measurement
         }
 
     def _create_enrollments(self, vals_list, notes):

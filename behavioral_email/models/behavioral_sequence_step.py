@@ -285,6 +285,12 @@ class BehavioralSequenceStep(models.Model):
         return False
 
     @api.model
+    def _get_message_kinds(self):
+        """The step kinds that reach the customer (an email, a text message),
+        extended by the kind files: a holdout enrollment skips them."""
+        return set()
+
+    @api.model
     def _get_cadence_kinds(self):
         """What the cadence gate applies to each step kind, extended by the
         kind files: {step_type: set of 'quiet' (company quiet hours apply),
@@ -414,6 +420,13 @@ class BehavioralSequenceStep(models.Model):
                     "state": "skipped", "state_msg": self.env._("The step condition did not match."),
                 }
         pending = enrollments.filtered(lambda e: e.id not in outcomes)
+        # -- holdout: the control group goes through the sequence like everyone
+        # else (goals, exits, timing) but is sent nothing --
+        if self.step_type in self._get_message_kinds():
+            for enrollment in pending.filtered("is_holdout"):
+                outcomes[enrollment.id] = {"state": "skipped", "state_msg": self.env._("holdout")}
+            pending = pending.filtered(lambda e: not e.is_holdout)
+        # --
         if pending:
             outcomes.update(getattr(self, f"_run_{self.step_type}")(pending))
         return outcomes

@@ -17,8 +17,9 @@ class BehavioralTrace(models.Model):
       unreachable or answers with a temporary error, the mail is retried
       (see ``mail.mail``) and ``state_msg`` says when it is tried next; once
       delivered after such delays, ``state_msg`` says after how many attempts.
-    * ``skipped``: the step's condition did not match the source document;
-      nothing was sent and the sequence went on.
+    * ``skipped``: the step's condition did not match the source document,
+      or the customer is in the sequence's holdout group (``state_msg``
+      "holdout"); nothing was sent and the sequence went on.
     * ``canceled``: consent was missing at send time; ``failure_type`` is one
       of mail_bl (blocklisted), mail_optout (opted out of a topic), mail_bounce
       (address bounced), mail_email_missing, mail_email_invalid; or
@@ -78,6 +79,11 @@ class BehavioralTrace(models.Model):
     trace_status = fields.Selection(related="mailing_trace_id.trace_status", string="Delivery")
     open_datetime = fields.Datetime(related="mailing_trace_id.open_datetime")
     links_click_datetime = fields.Datetime(related="mailing_trace_id.links_click_datetime", string="Clicked On")
+    # -- measurement: the A/B variant sent (behavioral_step_variant.py) --
+    variant_id = fields.Many2one(
+        "behavioral.step.variant", string="Variant", ondelete="set null", readonly=True,
+        index="btree_not_null")
+    # --
 
     _sql_constraints = [
         ("enrollment_step_unique", "UNIQUE(enrollment_id, step_id)",

@@ -29,6 +29,11 @@ class MailingTrace(models.Model):
         self.env.cr.execute(SQL(
             "CREATE INDEX IF NOT EXISTS mailing_trace_behavioral_unopened_idx "
             "ON mailing_trace (sent_datetime) WHERE trace_status = 'sent'"))
+        # Attribution looks up the opened or clicked emails of an address
+        # when an order is confirmed (sale.order._behavioral_attribute).
+        self.env.cr.execute(SQL(
+            "CREATE INDEX IF NOT EXISTS mailing_trace_behavioral_touch_idx ON mailing_trace (email) "
+            "WHERE open_datetime IS NOT NULL OR links_click_datetime IS NOT NULL"))
 
     def set_opened(self, domain=None):
         traces = super().set_opened(domain=domain)

@@ -135,6 +135,12 @@ class BehavioralSequenceStep(models.Model):
         kinds["email"] = {"quiet", "cap", "engagement"}
         return kinds
 
+    # -- holdout: an email reaches the customer, so the control group skips it --
+    @api.model
+    def _get_message_kinds(self):
+        return super()._get_message_kinds() | {"email"}
+    # --
+
     def _get_content_problem(self):
         if self.step_type != "email":
             return super()._get_content_problem()
@@ -162,27 +168,39 @@ class BehavioralSequenceStep(models.Model):
                 "state": "canceled", "failure_type": failure, "state_msg": labels.get(failure),
             }
         pending = enrollments.filtered(lambda e: e.id not in outcomes)
+        # -- A/B variants (behavioral_step_variant.py): each customer's group is
+        # sent with its variant's mailing, recorded on the trace --
+        if pending and self.variant_ids:
+            for variant, group in self._split_by_variant(pending):
+                group_outcomes = self._send_emails(group, mailing=variant.mailing_id)
+                for outcome in group_outcomes.values():
+                    outcome["variant_id"] = variant.id
+                outcomes.update(group_outcomes)
+            return outcomes
+        # --
         if pending:
             outcomes.update(self._send_emails(pending))
         return outcomes
 
-    def _send_emails(self, enrollments):
+    def _send_emails(self, enrollments, mailing=None):
         """Render this step for every enrollment and queue the mails.
 
-        Rendering uses the step's mailing (Odoo's renderer, in batch); links are
-        made trackable in one pass for the whole batch; the mails are created in
-        one ``create`` and left to Odoo's mail queue.
+        Rendering uses the step's mailing, or ``mailing`` (an A/B variant's),
+        with Odoo's renderer, in batch; links are made trackable in one pass
+        for the whole batch; the mails are created in one ``create`` and left
+        to Odoo's mail queue.
         """
-        mailing = self.mailing_id.sudo()
+        mailing = (mailing or self.mailing_id).sudo()
         enrollments._ensure_order_tokens()
-        rendered, errors = self._render_batch(enrollments)
+        rendered, errors = self._render_batch(enrollments, mailing=mailing)
         outcomes = {
             enrollment_id: {"state": "failed", "failure_type": "render", "state_msg": error}
             for enrollment_id, error in errors.items()
         }
         if not rendered:
             return outcomes
-        bodies = self._shorten_links_batch({rid: values["body"] for rid, values in rendered.items()})
+        bodies = self._shorten_links_batch(
+            {rid: values["body"] for rid, values in rendered.items()}, mailing=mailing)
         styles = self._get_mail_styles()
         to_send = enrollments.filtered(lambda e: e.id in rendered)
         mail_values = []
@@ -248,8 +266,9 @@ class BehavioralSequenceStep(models.Model):
             minimal_qcontext=True, raise_if_not_found=False,
         ) or body
 
-    def _render_batch(self, enrollments):
-        """Render subject, preview and body for all enrollments at once.
+    def _render_batch(self, enrollments, mailing=None):
+        """Render subject, preview and body for all enrollments at once, with
+        the step's mailing or ``mailing``.
 
         When the batch render fails, every enrollment is rendered alone so that
         one bad record (or a broken template) fails only where it breaks.
@@ -257,7 +276,7 @@ class BehavioralSequenceStep(models.Model):
         :return tuple: ({enrollment id: {'subject', 'preview', 'body'}},
                         {enrollment id: error message})
         """
-        mailing = self.mailing_id.sudo().with_context(lang=None, behavioral_render_batch=True)
+        mailing = (mailing or self.mailing_id).sudo().with_context(lang=None, behavioral_render_batch=True)
         try:
             with self.env.cr.savepoint():
                 return self._render_ids(mailing, enrollments.ids), {}
@@ -301,13 +320,14 @@ class BehavioralSequenceStep(models.Model):
             for res_id in res_ids
         }
 
-    def _shorten_links_batch(self, bodies):
-        """Replace the links of all bodies by tracked short links.
+    def _shorten_links_batch(self, bodies, mailing=None):
+        """Replace the links of all bodies by tracked short links (with the
+        UTM values of the step's mailing, or of ``mailing``).
 
         Same result as mass_mailing's per-mail shortening, but with one
         ``link.tracker.search_or_create`` call for the whole batch.
         """
-        mailing = self.mailing_id.sudo()
+        mailing = (mailing or self.mailing_id).sudo()
         tracker_vals = mailing._get_link_tracker_values()
         base_url = self.env["ir.config_parameter"].sudo().get_param("web.base.url")
         short_prefix = base_url + "/r/"

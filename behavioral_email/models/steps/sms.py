@@ -46,6 +46,11 @@ class BehavioralSequenceStep(models.Model):
         kinds["sms"] = {"quiet"}
         return kinds
 
+    @api.model
+    def _get_message_kinds(self):
+        # a text message reaches the customer: the holdout group skips it
+        return super()._get_message_kinds() | {"sms"}
+
     def _get_content_problem(self):
         if self.step_type != "sms":
             return super()._get_content_problem()
