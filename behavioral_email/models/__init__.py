@@ -7,6 +7,8 @@ from . import behavioral_enrollment_event
 from . import behavioral_trace
 from . import account_move
 from . import mail_mail
+from . import behavioral_consent
+from . import mail_blacklist
 from . import mailing_contact
 from . import mailing_list
 from . import mailing_mailing
@@ -15,6 +17,7 @@ from . import mailing_trace
 from . import res_partner
 from . import sale_order
 from . import sale_order_line
+from . import website
 from . import res_company
 from . import res_config_settings
 from . import website_track

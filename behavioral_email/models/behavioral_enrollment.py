@@ -20,6 +20,7 @@ EXIT_REASONS = [
     ("opted_out", "Opted out"),
     ("bounced", "Bounced"),
     ("no_email", "No valid email"),
+    ("no_consent", "No marketing consent"),  # guests, per their website's policy
     ("source_missing", "Source document deleted"),
     ("manual", "Stopped by a user"),
 ]
@@ -53,6 +54,7 @@ CONSENT_EXITS = {
     "mail_bounce": "bounced",
     "mail_email_missing": "no_email",
     "mail_email_invalid": "no_email",
+    "no_consent": "no_consent",
     "source_missing": "source_missing",
 }
 
@@ -313,6 +315,7 @@ class BehavioralEnrollment(models.Model):
         # exit on goal before anything is sent
         goal_done = enrollments._end_reached_goals()
         enrollments -= goal_done
+        enrollments = enrollments._hold_for_customer_preferences(now)  # customer's pause and frequency
 
         outcomes = {}  # enrollment id -> outcome (trace values and moves)
         # cadence: a step that may not run now waits, it is never dropped
@@ -796,3 +799,81 @@ class BehavioralEnrollment(models.Model):
                                         reason=reason, sequence=went[0].sequence_id.name)
                 delays[enrollment.id] = (max(free_at, now + timedelta(minutes=1)), reason)
         return delays
+
+    # ------------------------------------------------------------
+    # CUSTOMER PREFERENCES (preference page: frequency and pause)
+    # ------------------------------------------------------------
+
+    wait_reason = fields.Char(
+        "Waiting Because", readonly=True,
+        help="Why the next step was postponed (the customer's pause or frequency choice).")
+
+    def _get_customer_preference_delays(self, now):
+        """When the due step of these enrollments may run, per their customer's
+        choices: a pause until a date, at most one marketing email a week or a
+        month across all sequences (sent traces of non-transactional sequences
+        count). Transactional sequences are exempt.
+
+        Set-based: one read of the customers, one query for their last emails.
+        Within the batch, a capped customer gets one email; the others wait a
+        full period from now.
+
+        :return dict: {enrollment id: (not before datetime, reason)} for the
+            enrollments that must wait
+        """
+        marketing = self.filtered(lambda e: e.sequence_id.consent_mode != "transactional")
+        if not marketing:
+            return {}
+        partners = marketing.partner_id
+        partners.fetch(["behavioral_frequency", "behavioral_pause_until", "tz"])
+        delays = {}
+        for enrollment in marketing:
+            partner = enrollment.partner_id
+            resume = partner._behavioral_get_resume_at()
+            if resume and resume > now:
+                delays[enrollment.id] = (resume, self.env._(
+                    "Paused by the customer until %(date)s", date=partner.behavioral_pause_until))
+        periods = self.env["res.partner"]._behavioral_frequency_periods()
+        capped = marketing.filtered(
+            lambda e: e.id not in delays and e.partner_id.behavioral_frequency in periods)
+        if not capped:
+            return delays
+        self.env["behavioral.trace"].flush_model(["state", "executed_at", "partner_id", "sequence_id"])
+        self.env.cr.execute(SQL(
+            """SELECT t.partner_id, max(t.executed_at)
+                 FROM behavioral_trace t
+                 JOIN behavioral_sequence s ON s.id = t.sequence_id
+                WHERE t.state = 'sent' AND s.consent_mode != 'transactional'
+                  AND t.partner_id IN %s AND t.executed_at > %s
+                GROUP BY t.partner_id""",
+            tuple(capped.partner_id.ids), now - max(periods.values())))
+        last_sent = dict(self.env.cr.fetchall())
+        reasons = {
+            "weekly": self.env._("The customer asked for at most one email a week"),
+            "monthly": self.env._("The customer asked for at most one email a month"),
+        }
+        for enrollment in capped.sorted(lambda e: (e.next_due, e.id)):
+            partner = enrollment.partner_id
+            period = periods[partner.behavioral_frequency]
+            last = last_sent.get(partner.id)
+            if last and last + period > now:
+                delays[enrollment.id] = (last + period, reasons[partner.behavioral_frequency])
+            else:
+                # this one goes: the customer's other enrollments of the batch wait
+                last_sent[partner.id] = now
+        return delays
+
+    def _hold_for_customer_preferences(self, now):
+        """Postpone the enrollments whose customer's choices forbid the step
+        now (next_due moves, the reason is kept, they stay running); return
+        the others."""
+        delays = self._get_customer_preference_delays(now)
+        held = self.browse(list(delays))
+        groups = defaultdict(list)
+        for enrollment_id, key in delays.items():
+            groups[key].append(enrollment_id)
+        for (not_before, reason), ids in groups.items():
+            self.browse(ids).write({"next_due": not_before, "wait_reason": reason})
+        (self - held).filtered("wait_reason").write({"wait_reason": False})
+        held._schedule_advance()
+        return self - held

@@ -93,6 +93,13 @@ class BehavioralSequence(models.Model):
         "mailing.list", string="Topics",
         help="Mailing lists standing for the topics of this sequence: customers "
              "opted out of any of them receive nothing from it.")
+    # -- customer preferences (preference page) --
+    reason_text = fields.Char(
+        "Why the Customer Receives It", translate=True,
+        help="One sentence at the bottom of every email of the sequence, beside the "
+             "“Manage preferences” link, e.g. “You receive this email because you left "
+             "items in your cart.”")
+    # --
     # sending
     email_from = fields.Char(
         "Send From", compute="_compute_email_from", store=True, readonly=False, precompute=True)
@@ -529,6 +536,10 @@ class BehavioralSequence(models.Model):
                 failures[partner.id] = "mail_optout"
             elif partner.message_bounce >= bounce_limit:
                 failures[partner.id] = "mail_bounce"
+        # -- customer preferences: guests per their website's policy (res.partner) --
+        for partner_id in partners.filtered(lambda p: p.id not in failures)._behavioral_guest_refused():
+            failures[partner_id] = "no_consent"
+        # --
         return failures
 
     def _get_reentry_key(self, trigger):

@@ -2,6 +2,8 @@ import logging
 from ast import literal_eval
 from datetime import timedelta
 
+from markupsafe import Markup
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.osv import expression
@@ -508,3 +510,30 @@ class BehavioralSequenceStep(models.Model):
             parent.id, tuple(enrollments.ids)))
         # a click implies the email was opened
         return {row[0]: (row[1] or row[2], row[2]) for row in self.env.cr.fetchall()}
+
+    # ------------------------------------------------------------
+    # CUSTOMER PREFERENCES (preference page link in every marketing email)
+    # ------------------------------------------------------------
+
+    def _get_preference_footer(self, enrollment):
+        """Footer of a marketing email: why the customer receives it (the
+        sequence's ``reason_text``) and a signed link to their preference page,
+        in the customer's language. Not a tracked link: it is personal."""
+        self.ensure_one()
+        partner = enrollment.partner_id
+        step = self.with_context(lang=partner.lang or self.env.lang)
+        reason = step.sequence_id.reason_text
+        url = f"{self.mailing_id.get_base_url()}{partner._behavioral_preference_path()}"
+        reason_html = Markup('<p style="margin:0 0 4px 0;">%s</p>') % reason if reason else ""
+        return Markup(
+            '<div class="o_behavioral_preferences" style="margin:8px auto 0 auto;max-width:600px;'
+            'text-align:center;font-size:12px;color:#888888;font-family:Arial,Helvetica,sans-serif;">'
+            '%s<a href="%s" style="color:#888888;">%s</a></div>'
+        ) % (reason_html, url, step.env._("Manage preferences"))
+
+    def _add_preference_footer(self, enrollment, body):
+        """``body`` with the preference footer of ``enrollment`` appended,
+        unless the sequence is transactional."""
+        if self.sequence_id.consent_mode == "transactional":
+            return body
+        return tools.mail.append_content_to_html(body, self._get_preference_footer(enrollment), plaintext=False)

@@ -22,7 +22,8 @@ class BehavioralTrace(models.Model):
       "holdout"); nothing was sent and the sequence went on.
     * ``canceled``: consent was missing at send time; ``failure_type`` is one
       of mail_bl (blocklisted), mail_optout (opted out of a topic), mail_bounce
-      (address bounced), mail_email_missing, mail_email_invalid; or
+      (address bounced), mail_email_missing, mail_email_invalid, no_consent
+      (a guest refused by their website's policy); or
       source_missing when the cart, order or contact was deleted meanwhile.
       The enrollment exited.
     * ``failed``: the step could not run; ``failure_type`` is ``render`` (the
@@ -61,6 +62,7 @@ class BehavioralTrace(models.Model):
          ("mail_bounce", "Bounced address"),
          ("mail_email_missing", "Missing email address"),
          ("mail_email_invalid", "Invalid email address"),
+         ("no_consent", "No marketing consent"),
          ("source_missing", "Source document deleted"),
          ("render", "Template error"),
          ("mail_smtp", "Not delivered"),

@@ -1,11 +1,15 @@
 import logging
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
-from odoo import api, fields, models
+import pytz
+
+from odoo import api, fields, models, tools
+from odoo.exceptions import AccessError
 from odoo.tools import SQL, split_every
 
 from ..tools import can_commit
 from ..tools.revenue import order_money_join
+from .behavioral_consent import CTX_ERASURE, CTX_SOURCE
 from .triggers.date_anniversary import sql_month_day
 
 _logger = logging.getLogger(__name__)
@@ -212,3 +216,278 @@ class ResPartner(models.Model):
                 WHERE p.id = target.id AND target.id IN %(ids)s""",
             money=order_money_join("so"), ids=tuple(self.ids), horizon=horizon))
         self.invalidate_recordset(["behavioral_clv_historic", "behavioral_clv_expected"])
+
+
+# ----------------------------------------------------------------------
+# CUSTOMER PREFERENCES: preference page, guests, export and erasure
+# ----------------------------------------------------------------------
+
+
+class ResPartnerPreferences(models.Model):
+    """What a customer chose on their preference page, and their data rights.
+
+    ``behavioral_frequency`` and ``behavioral_pause_until`` are honoured by
+    every marketing sequence (``behavioral.enrollment._get_customer_preference_delays``):
+    a step that would come too soon waits, it is not dropped. Their changes
+    land in the consent ledger (:meth:`write`).
+    """
+
+    _inherit = "res.partner"
+
+    behavioral_frequency = fields.Selection(
+        [("all", "As often as relevant"),
+         ("weekly", "At most one email a week"),
+         ("monthly", "At most one email a month")],
+        string="Marketing Email Frequency", default="all", required=True,
+        help="Chosen by the customer: marketing sequences hold their next email until it is allowed.")
+    behavioral_pause_until = fields.Date(
+        "Marketing Email Paused Until",
+        help="Chosen by the customer: no marketing email before this date; sequences resume on it.")
+    behavioral_guest_website_id = fields.Many2one(
+        "website", string="Guest Checkout On", readonly=True, ondelete="set null", copy=False,
+        help="The contact was created by a visitor checking out without an account on this "
+             "website: its policy for guests applies to marketing sequences.")
+    behavioral_consent_ids = fields.One2many(
+        "behavioral.consent", "partner_id", string="Consent History", readonly=True)
+
+    def write(self, vals):
+        tracked = {"behavioral_frequency", "behavioral_pause_until"} & set(vals)
+        if not tracked or self.env.context.get(CTX_ERASURE):
+            return super().write(vals)
+        before = {p.id: (p.behavioral_frequency, p.behavioral_pause_until) for p in self}
+        res = super().write(vals)
+        rows = []
+        for partner in self:
+            frequency, pause = before[partner.id]
+            if partner.behavioral_frequency != frequency:
+                rows.append({"partner_id": partner.id, "action": "frequency",
+                             "details": partner.behavioral_frequency})
+            if partner.behavioral_pause_until != pause:
+                if partner.behavioral_pause_until:
+                    rows.append({"partner_id": partner.id, "action": "paused",
+                                 "details": fields.Date.to_string(partner.behavioral_pause_until)})
+                else:
+                    rows.append({"partner_id": partner.id, "action": "resumed"})
+        self.env["behavioral.consent"]._record(rows)
+        return res
+
+    # ------------------------------------------------------------
+    # PREFERENCE PAGE
+    # ------------------------------------------------------------
+
+    def _behavioral_preference_token(self):
+        """Signed token of this contact's preference page, bound to its address:
+        it stops working when the address changes."""
+        self.ensure_one()
+        return tools.hmac(self.env(su=True), "behavioral_email-preferences",
+                          (self.id, self.email_normalized or ""))
+
+    def _behavioral_preference_path(self):
+        self.ensure_one()
+        return f"/email-preferences/{self.id}/{self._behavioral_preference_token()}"
+
+    @api.model
+    def _behavioral_frequency_periods(self):
+        """{frequency: shortest time between two marketing emails}"""
+        return {"weekly": timedelta(days=7), "monthly": timedelta(days=30)}
+
+    def _behavioral_get_resume_at(self):
+        """When this contact's pause ends: the start of the chosen day in their
+        time zone (UTC if unknown), as a naive UTC datetime; False if no pause."""
+        self.ensure_one()
+        if not self.behavioral_pause_until:
+            return False
+        try:
+            zone = pytz.timezone(self.tz or "UTC")
+        except pytz.UnknownTimeZoneError:
+            zone = pytz.utc
+        local = zone.localize(datetime.combine(self.behavioral_pause_until, time.min))
+        try:
+            return local.astimezone(pytz.utc).replace(tzinfo=None)
+        except OverflowError:  # a pause until the end of time
+            return datetime.max.replace(microsecond=0)
+
+    def _behavioral_record_optin(self, source):
+        """The customer ticked the consent checkbox (checkout, sign-up): one
+        ``subscribed`` row for all marketing email, unless that is already
+        their last choice (an address edited twice is one consent)."""
+        partners = self.filtered("email_normalized")
+        agreed = partners._behavioral_get_general_consent()
+        self.env["behavioral.consent"].with_context(**{CTX_SOURCE: source})._record([
+            {"partner_id": partner.id, "action": "subscribed"} for partner in partners if partner.id not in agreed
+        ])
+
+    def _behavioral_get_general_consent(self):
+        """Ids of these partners whose last choice for all marketing email
+        (ledger rows without topic) is ``subscribed``. One query."""
+        if not self.ids:
+            return set()
+        self.env["behavioral.consent"].flush_model()
+        self.env.cr.execute(SQL(
+            """SELECT DISTINCT ON (partner_id) partner_id, action FROM behavioral_consent
+                WHERE partner_id IN %s AND list_id IS NULL AND action IN ('subscribed', 'unsubscribed')
+                ORDER BY partner_id, date DESC, id DESC""", tuple(self.ids)))
+        return {partner_id for partner_id, action in self.env.cr.fetchall() if action == "subscribed"}
+
+    def _behavioral_guest_refused(self):
+        """Ids of these partners that marketing sequences may not email because
+        they are guests of a website whose policy refuses them.
+
+        Guests: contacts created by a checkout without an account (and still
+        without one). Policy ``checkbox``: refused unless their last choice for
+        all marketing email in the ledger is ``subscribed``. Two queries at most.
+        """
+        guests = self.filtered("behavioral_guest_website_id")
+        guests = guests.filtered(lambda p: not p.with_context(active_test=False).user_ids)
+        refused = set()
+        to_check = []
+        for partner in guests:
+            policy = partner.behavioral_guest_website_id.behavioral_guest_policy
+            if policy == "never":
+                refused.add(partner.id)
+            elif policy == "checkbox":
+                to_check.append(partner.id)
+        if to_check:
+            refused.update(set(to_check) - self.browse(to_check)._behavioral_get_general_consent())
+        return refused
+
+    # ------------------------------------------------------------
+    # DATA RIGHTS
+    # ------------------------------------------------------------
+
+    def _behavioral_export_data(self):
+        """Everything the addon knows about this contact, as JSON-ready data."""
+        self.ensure_one()
+        partner = self.sudo()
+        to_str = fields.Datetime.to_string
+        Consent = self.env["behavioral.consent"].sudo()
+        consents = Consent.search(Consent._get_history_domain(partner))
+        states = self.env["mailing.list"]._behavioral_get_states(partner.email_normalized)
+        topics = self.env["mailing.list"]._behavioral_get_offered(partner.email_normalized)
+        enrollments = self.env["behavioral.enrollment"].sudo().search([("partner_id", "=", partner.id)])
+        traces = enrollments.trace_ids.sorted(lambda t: (t.executed_at or fields.Datetime.now(), t.id))
+        clicks = {}
+        for click in self.env["link.tracker.click"].sudo().search(
+                [("mailing_trace_id", "in", traces.mailing_trace_id.ids)], order="create_date, id"):
+            clicks.setdefault(click.mailing_trace_id.id, []).append(
+                {"url": click.link_id.url, "date": to_str(click.create_date)})
+        orders = enrollments.converted_order_id
+        blocklisted = bool(partner.email_normalized) and bool(self.env["mail.blacklist"].sudo().search_count(
+            [("email", "=", partner.email_normalized)], limit=1))
+        labels = {name: dict(Consent._fields[name]._description_selection(self.env)) for name in ("action", "source")}
+        return {
+            "exported_at": to_str(fields.Datetime.now()),
+            "timezone": "UTC",
+            "contact": {
+                "name": partner.name,
+                "email": partner.email,
+                "phone": partner.phone or None,
+                "language": partner.lang,
+                "frequency": partner.behavioral_frequency,
+                "paused_until": fields.Date.to_string(partner.behavioral_pause_until) or None,
+                "unsubscribed_from_all": blocklisted,
+                "guest_checkout_website": partner.behavioral_guest_website_id.name or None,
+            },
+            "topics": [{
+                "topic": mlist._behavioral_get_label(),
+                "subscribed": mlist._behavioral_is_subscribed(states),
+                "awaiting_confirmation": states.get(mlist.id) == "pending",
+            } for mlist in topics],
+            "consents": [{
+                "date": to_str(row.date),
+                "action": row.action,
+                "change": labels["action"].get(row.action),
+                "source": row.source,
+                "source_label": labels["source"].get(row.source),
+                "topic": row.list_id._behavioral_get_label() if row.list_id else None,
+                "details": row.details or None,
+                "email": row.email or None,
+                "ip": row.ip or None,
+                "user_agent": row.user_agent or None,
+            } for row in consents],
+            "enrollments": [{
+                "sequence": enrollment.sequence_id.name,
+                "state": enrollment.state,
+                "exit_reason": enrollment.exit_reason or None,
+                "started": to_str(enrollment.create_date),
+                "last_email": to_str(enrollment.last_step_date) if enrollment.last_step_date else None,
+                "next_email_due": to_str(enrollment.next_due) if enrollment.next_due else None,
+                "waiting_because": enrollment.wait_reason or None,
+                "order": enrollment.order_id.name or None,
+            } for enrollment in enrollments],
+            "emails": [{
+                "sequence": trace.sequence_id.name,
+                "subject": trace.subject or trace.step_id.subject,
+                "state": trace.state,
+                "date": to_str(trace.executed_at) if trace.executed_at else None,
+                "opened": to_str(trace.open_datetime) if trace.open_datetime else None,
+                "clicks": clicks.get(trace.mailing_trace_id.id, []),
+            } for trace in traces],
+            "attributed_orders": [{
+                "order": order.name,
+                "date": to_str(order.date_order),
+                "amount": order.amount_total,
+                "currency": order.currency_id.name,
+            } for order in orders],
+        }
+
+    def _behavioral_erase(self):
+        """Erase what the addon keeps about these contacts.
+
+        Deleted: their triggers, enrollments and step traces, their queued
+        sequence emails, their website visitors, their mailing contacts and
+        subscriptions; mass_mailing's delivery traces and click records of
+        their emails lose the address and IP. The consent ledger keeps its
+        rows without anything personal but the keyed hash of the address.
+        Their address is blocklisted, so that marketing to it stays refused:
+        that entry is all that is left. The contact itself (name, address,
+        orders and invoices) is Odoo's and stays as the law requires.
+        """
+        partners = self.sudo()
+        emails = set(partners.mapped("email_normalized")) - {False}
+        Blacklist = self.env["mail.blacklist"].sudo()
+        for email in emails:
+            Blacklist._add(email, message=self.env._("Erasure of the contact's email marketing data."))
+        erasing = {CTX_ERASURE: True}
+        enrollments = self.env["behavioral.enrollment"].sudo().search([("partner_id", "in", partners.ids)])
+        if enrollments:
+            self.env["mail.mail"].sudo().search([
+                ("model", "=", "behavioral.enrollment"), ("res_id", "in", enrollments.ids),
+            ]).unlink()
+            traces = self.env["mailing.trace"].sudo().search([
+                ("model", "=", "behavioral.enrollment"), ("res_id", "in", enrollments.ids),
+            ])
+            if traces:
+                self.env.flush_all()
+                self.env.cr.execute(SQL(
+                    "UPDATE link_tracker_click SET ip = NULL WHERE mailing_trace_id IN %s", tuple(traces.ids)))
+                self.env.cr.execute(SQL(
+                    "UPDATE mailing_trace SET email = NULL WHERE id IN %s", tuple(traces.ids)))
+                self.env.invalidate_all()
+            enrollments.unlink()
+        self.env["behavioral.trigger"].sudo().search([("partner_id", "in", partners.ids)]).unlink()
+        Consent = self.env["behavioral.consent"].sudo().with_context(**erasing)
+        domain = [("partner_id", "in", partners.ids)]
+        if emails:
+            domain = ["|", ("email_hash", "in", [Consent._hash_email(email) for email in emails])] + domain
+        Consent.search(domain).write({
+            "partner_id": False, "email": False, "ip": False, "user_agent": False,
+            "details": False, "erased": True,
+        })
+        self.env["website.visitor"].sudo().search([("partner_id", "in", partners.ids)]).unlink()
+        if emails:
+            self.env["mailing.contact"].sudo().with_context(**erasing, active_test=False).search(
+                [("email_normalized", "in", list(emails))]).unlink()
+        partners.with_context(**erasing).write({
+            "behavioral_frequency": "all",
+            "behavioral_pause_until": False,
+            "behavioral_guest_website_id": False,
+        })
+        return True
+
+    def action_behavioral_erase(self):
+        """Back office: erase on the customer's request (sent by other means)."""
+        if not self.env.user.has_group("behavioral_email.group_behavioral_manager"):
+            raise AccessError(self.env._("Only email sequence administrators can erase a contact's data."))
+        self._behavioral_erase()
+        return True

@@ -206,7 +206,8 @@ class BehavioralSequenceStep(models.Model):
         mail_values = []
         for enrollment in to_send:
             values = rendered[enrollment.id]
-            body = self._wrap_body(bodies[enrollment.id], values.get("preview"), styles)
+            body = self._add_preference_footer(enrollment, bodies[enrollment.id])  # why, "Manage preferences"
+            body = self._wrap_body(body, values.get("preview"), styles)
             # replies go to the sequence's reply-to address, not to a thread
             message_id = tools.mail.generate_tracking_message_id("reply_to")
             partner = enrollment.partner_id
