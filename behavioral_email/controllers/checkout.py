@@ -22,8 +22,13 @@ class WebsiteSaleConsent(WebsiteSale):
         response = super().shop_address_submit(
             partner_id=partner_id, address_type=address_type, use_delivery_as_billing=use_delivery_as_billing,
             callback=callback, required_fields=required_fields, **form_data)
-        if consent and request.website.behavioral_consent_checkbox and isinstance(response, str):
-            result = json.loads(response)
+        if consent and request.website.behavioral_consent_checkbox:
+            # the route answers JSON text (wrapped in a Response by the route decorator)
+            body = response if isinstance(response, str) else response.get_data(as_text=True)
+            try:
+                result = json.loads(body)
+            except ValueError:
+                result = {}  # not the address feedback: nothing was saved
             if result.get("redirectUrl") and not result.get("messages"):
                 order_sudo = request.website.sale_get_order()
                 partner = order_sudo.partner_id
