@@ -308,6 +308,18 @@ class TestPortalPreferences(PreferencePageCase):
         # the portal user cannot use someone else's link to reach a page either
         self.assertEqual(self.url_open(f"/email-preferences/{self.alice.id}/{'0' * 64}").status_code, 404)
 
+    def test_portal_user_without_address(self):
+        mail_new_test_user(self.env, login="no_email", password="no_email", name="Nora Noemail",
+                           email=False, groups="base.group_portal")
+        self.authenticate("no_email", "no_email")
+        self.open_page("/my/email-preferences")
+        before = self.env["mail.blacklist"].search_count([])
+        for action in ("unsubscribe", "resubscribe"):
+            response = self.post(f"/my/email-preferences/{action}", {"feedback": "x"},
+                                 csrf_from="/my/email-preferences")
+            self.assertEqual(response.status_code, 400)
+        self.assertEqual(self.env["mail.blacklist"].search_count([]), before)
+
     def test_portal_page_needs_login(self):
         response = self.url_open("/my/email-preferences", allow_redirects=False)
         self.assertIn(response.status_code, (302, 303))

@@ -255,6 +255,9 @@ class EmailPreferencesController(http.Controller):
 
     def _action_unsubscribe(self, partner, base_path, token_mode, post):
         env = request.env
+        if not partner.email_normalized:
+            return self._render(partner, base_path, token_mode,
+                                error=env._("Your account has no valid email address."), status=400)
         reason = env["mailing.subscription.optout"].sudo()
         raw = (post.get("reason_id") or "").strip()
         if raw:
@@ -277,6 +280,9 @@ class EmailPreferencesController(http.Controller):
         return request.redirect(f"{base_path}?unsubscribed=1")
 
     def _action_resubscribe(self, partner, base_path, token_mode, post):
+        if not partner.email_normalized:
+            return self._render(partner, base_path, token_mode,
+                                error=request.env._("Your account has no valid email address."), status=400)
         message = Markup("<p>%s</p>") % request.env._("Subscribed again on the preference page.")
         request.env["mail.blacklist"].sudo().with_context(**self._context(partner))._remove(
             partner.email_normalized, message=message)

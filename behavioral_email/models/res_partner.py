@@ -248,7 +248,8 @@ class ResPartnerPreferences(models.Model):
         help="The contact was created by a visitor checking out without an account on this "
              "website: its policy for guests applies to marketing sequences.")
     behavioral_consent_ids = fields.One2many(
-        "behavioral.consent", "partner_id", string="Consent History", readonly=True)
+        "behavioral.consent", "partner_id", string="Consent History", readonly=True,
+        groups="behavioral_email.group_behavioral_user")
 
     def write(self, vals):
         tracked = {"behavioral_frequency", "behavioral_pause_until"} & set(vals)
