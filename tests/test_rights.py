@@ -48,6 +48,7 @@ class TestUserRights(BehavioralCommon):
         # Alice orders her cart after the first reminder: a conversion
         cls.confirm(cls, cls.cart, NOW + timedelta(hours=5))
         cls.run_crons(cls, NOW + timedelta(hours=5, minutes=1))
+        env["mail.blacklist"]._add("carol@example.com")  # a consent change to read
         cls.cart_enrollment = cls.enrollments(cls, cls.cart_sequence, cls.alice)
         cls.welcome_enrollment = cls.enrollments(cls, cls.welcome_sequence, cls.dora)
         cls.failed_enrollment = cls.enrollments(cls, cls.fragile, cls.dora)
@@ -125,13 +126,14 @@ class TestUserRights(BehavioralCommon):
         app_menus = [menus[child] for child in menus[root.id]["children"]]
         self.assertEqual(
             sorted(menu["xmlid"] for menu in app_menus),
-            ["behavioral_email.behavioral_enrollment_menu", "behavioral_email.behavioral_reporting_menu",
+            ["behavioral_email.behavioral_consent_menu", "behavioral_email.behavioral_enrollment_menu",
+             "behavioral_email.behavioral_reporting_menu",
              "behavioral_email.behavioral_sequence_menu", "behavioral_email.behavioral_trace_menu"],
             "a User sees the working menus, not Configuration")
         # the menus opening a screen, and those grouped under a parent (Reporting)
         leaves = [menu for menu in app_menus if menu["action"]] + [
             menus[child] for menu in app_menus if not menu["action"] for child in menu["children"]]
-        self.assertEqual(len(leaves), 7)
+        self.assertEqual(len(leaves), 8)
         opened = {}
         for menu in leaves:
             action_model, action_id = menu["action"].split(",")
@@ -140,6 +142,10 @@ class TestUserRights(BehavioralCommon):
         self.assertIn(self.cart_sequence.id, [row["id"] for row in opened["behavioral.sequence"]])
         self.assertIn(self.cart_enrollment.id, [row["id"] for row in opened["behavioral.enrollment"]])
         self.assertIn(self.cart_enrollment.trace_ids.id, [row["id"] for row in opened["behavioral.trace"]])
+        carol_rows = self.env["behavioral.consent"].search([("partner_id", "=", self.carol.id)])
+        self.assertTrue(carol_rows)
+        self.assertLessEqual(set(carol_rows.ids), {row["id"] for row in opened["behavioral.consent"]},
+                             "the consent history")
         # kanban too, and the counters shown on it
         self._view_fields("behavioral.sequence", "kanban")
         [cart_row] = [row for row in opened["behavioral.sequence"] if row["id"] == self.cart_sequence.id]

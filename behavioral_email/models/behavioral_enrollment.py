@@ -315,7 +315,6 @@ class BehavioralEnrollment(models.Model):
         # exit on goal before anything is sent
         goal_done = enrollments._end_reached_goals()
         enrollments -= goal_done
-        enrollments = enrollments._hold_for_customer_preferences(now)  # customer's pause and frequency
 
         outcomes = {}  # enrollment id -> outcome (trace values and moves)
         # cadence: a step that may not run now waits, it is never dropped
@@ -800,28 +799,43 @@ class BehavioralEnrollment(models.Model):
                 delays[enrollment.id] = (max(free_at, now + timedelta(minutes=1)), reason)
         return delays
 
-    # ------------------------------------------------------------
-    # CUSTOMER PREFERENCES (preference page: frequency and pause)
-    # ------------------------------------------------------------
 
-    wait_reason = fields.Char(
-        "Waiting Because", readonly=True,
-        help="Why the next step was postponed (the customer's pause or frequency choice).")
+# ----------------------------------------------------------------------
+# CUSTOMER PREFERENCES: the customer's frequency and pause in the cadence gate
+# ----------------------------------------------------------------------
+
+
+class BehavioralEnrollmentPreferences(models.Model):
+    """The customer's own choices as a rule of the cadence gate: a pause until
+    a date, at most one marketing email a week or a month (chosen on the
+    preference page, stored on res.partner). A held step waits, it is never
+    dropped."""
+
+    _inherit = "behavioral.enrollment"
+
+    def _get_cadence_delays(self, now):
+        delays = super()._get_cadence_delays(now)
+        return self._merge_delays(delays, self._get_customer_preference_delays(now))
 
     def _get_customer_preference_delays(self, now):
         """When the due step of these enrollments may run, per their customer's
-        choices: a pause until a date, at most one marketing email a week or a
-        month across all sequences (sent traces of non-transactional sequences
-        count). Transactional sequences are exempt.
+        choices: a pause until a date, at most one marketing message a week or
+        a month across all sequences. Only the step kinds that reach the
+        customer and count for the frequency cap (``_get_cadence_kinds``:
+        emails, texts) wait and count; transactional sequences are exempt.
 
-        Set-based: one read of the customers, one query for their last emails.
-        Within the batch, a capped customer gets one email; the others wait a
-        full period from now.
+        Set-based: one read of the customers, one query for their last
+        messages. Within the batch, a customer with a frequency gets one
+        message, from their most important sequence (lowest ``priority``);
+        the others wait a full period from now.
 
         :return dict: {enrollment id: (not before datetime, reason)} for the
             enrollments that must wait
         """
-        marketing = self.filtered(lambda e: e.sequence_id.consent_mode != "transactional")
+        kinds = self.env["behavioral.sequence.step"]._get_cadence_kinds()
+        capped_types = sorted(kind for kind, rules in kinds.items() if "cap" in rules)
+        marketing = self.filtered(
+            lambda e: e.step_id.step_type in capped_types and e.sequence_id.consent_mode != "transactional")
         if not marketing:
             return {}
         partners = marketing.partner_id
@@ -838,21 +852,22 @@ class BehavioralEnrollment(models.Model):
             lambda e: e.id not in delays and e.partner_id.behavioral_frequency in periods)
         if not capped:
             return delays
-        self.env["behavioral.trace"].flush_model(["state", "executed_at", "partner_id", "sequence_id"])
+        self.env.flush_all()
         self.env.cr.execute(SQL(
             """SELECT t.partner_id, max(t.executed_at)
                  FROM behavioral_trace t
+                 JOIN behavioral_sequence_step st ON st.id = t.step_id
                  JOIN behavioral_sequence s ON s.id = t.sequence_id
-                WHERE t.state = 'sent' AND s.consent_mode != 'transactional'
+                WHERE t.state = 'sent' AND st.step_type IN %s AND s.consent_mode != 'transactional'
                   AND t.partner_id IN %s AND t.executed_at > %s
                 GROUP BY t.partner_id""",
-            tuple(capped.partner_id.ids), now - max(periods.values())))
+            tuple(capped_types), tuple(capped.partner_id.ids), now - max(periods.values())))
         last_sent = dict(self.env.cr.fetchall())
         reasons = {
             "weekly": self.env._("The customer asked for at most one email a week"),
             "monthly": self.env._("The customer asked for at most one email a month"),
         }
-        for enrollment in capped.sorted(lambda e: (e.next_due, e.id)):
+        for enrollment in capped.sorted(lambda e: (e.sequence_id.priority, e.next_due, e.id)):
             partner = enrollment.partner_id
             period = periods[partner.behavioral_frequency]
             last = last_sent.get(partner.id)
@@ -862,18 +877,3 @@ class BehavioralEnrollment(models.Model):
                 # this one goes: the customer's other enrollments of the batch wait
                 last_sent[partner.id] = now
         return delays
-
-    def _hold_for_customer_preferences(self, now):
-        """Postpone the enrollments whose customer's choices forbid the step
-        now (next_due moves, the reason is kept, they stay running); return
-        the others."""
-        delays = self._get_customer_preference_delays(now)
-        held = self.browse(list(delays))
-        groups = defaultdict(list)
-        for enrollment_id, key in delays.items():
-            groups[key].append(enrollment_id)
-        for (not_before, reason), ids in groups.items():
-            self.browse(ids).write({"next_due": not_before, "wait_reason": reason})
-        (self - held).filtered("wait_reason").write({"wait_reason": False})
-        held._schedule_advance()
-        return self - held
