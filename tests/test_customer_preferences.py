@@ -38,6 +38,14 @@ class TestCustomerPreferences(BehavioralCommon):
         self.assertTrue(all(topics.mapped("is_public")))
         self.assertTrue(all(topics.mapped("behavioral_is_topic")))
         self.assertIn("left items in your cart", self.cart_sequence.reason_text)
+        shipped = self.env["ir.model.data"].search([
+            ("module", "=", "behavioral_email"), ("model", "=", "behavioral.sequence")])
+        sequences = self.env["behavioral.sequence"].browse(shipped.mapped("res_id"))
+        self.assertGreaterEqual(len(sequences), 3)
+        for sequence in sequences.filtered(lambda s: s.consent_mode != "transactional"):
+            self.assertTrue(sequence.mailing_list_ids, f"{sequence.name} has a topic")
+            self.assertTrue(sequence.mailing_list_ids.is_public, f"{sequence.name}'s topic is shown to customers")
+            self.assertTrue(sequence.reason_text, f"{sequence.name} says why it is sent")
 
     def test_existing_customers_receive_topics_by_default(self):
         """No subscription row: the customer counts as subscribed."""

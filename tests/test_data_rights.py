@@ -28,6 +28,7 @@ class TestDataRights(PreferencePageCase):
         self.trace.set_clicked()
         self.confirm(self.cart, self.later(hours=5))
         self.run_crons(self.later(hours=5, minutes=1))
+        self.alice.behavioral_birthday = "1990-06-15"
         path = self.path(self.alice)
         self.post(path, self.form(self.alice, "weekly"), csrf_from=path)
         self.visitor = self.env["website.visitor"].create({
@@ -43,6 +44,7 @@ class TestDataRights(PreferencePageCase):
         data = json.loads(response.text)
         self.assertEqual(data["contact"]["email"], "alice@example.com")
         self.assertEqual(data["contact"]["frequency"], "weekly")
+        self.assertEqual(data["contact"]["birthday"], "1990-06-15")
         self.assertIn({"topic": "Cart reminders", "subscribed": True, "awaiting_confirmation": False},
                       data["topics"])
         self.assertEqual([(c["action"], c["source"], c["details"]) for c in data["consents"]],
@@ -89,6 +91,7 @@ class TestDataRights(PreferencePageCase):
         self.assertFalse(self.env["mailing.contact"].search([("email_normalized", "=", "alice@example.com")]))
         self.assertRecordValues(self.alice, [{
             "behavioral_frequency": "all", "behavioral_pause_until": False, "behavioral_guest_website_id": False,
+            "behavioral_birthday": False,
         }])
         # what the law needs to go on refusing marketing: the blocklist entry, a hashed address
         self.assertTrue(self.env["mail.blacklist"].search([("email", "=", "alice@example.com")]).active)

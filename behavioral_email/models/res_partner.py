@@ -384,6 +384,7 @@ class ResPartnerPreferences(models.Model):
                 "email": partner.email,
                 "phone": partner.phone or None,
                 "language": partner.lang,
+                "birthday": fields.Date.to_string(partner.behavioral_birthday) or None,
                 "frequency": partner.behavioral_frequency,
                 "paused_until": fields.Date.to_string(partner.behavioral_pause_until) or None,
                 "unsubscribed_from_all": blocklisted,
@@ -437,7 +438,7 @@ class ResPartnerPreferences(models.Model):
 
         Deleted: their triggers, enrollments and step traces, their queued
         sequence emails, their website visitors, their mailing contacts and
-        subscriptions; mass_mailing's delivery traces and click records of
+        subscriptions, their birthday and preferences; mass_mailing's delivery traces and click records of
         their emails lose the address and IP. The consent ledger keeps its
         rows without anything personal but the keyed hash of the address.
         Their address is blocklisted, so that marketing to it stays refused:
@@ -483,6 +484,7 @@ class ResPartnerPreferences(models.Model):
             "behavioral_frequency": "all",
             "behavioral_pause_until": False,
             "behavioral_guest_website_id": False,
+            "behavioral_birthday": False,
         })
         return True
 
