@@ -39,7 +39,7 @@ class TestCustomerPreferences(BehavioralCommon):
         self.assertTrue(all(topics.mapped("behavioral_is_topic")))
         self.assertIn("left items in your cart", self.cart_sequence.reason_text)
         shipped = self.env["ir.model.data"].search([
-            ("module", "=", "behavioral_email"), ("model", "=", "behavioral.sequence")])
+            ("module", "like", "behavioral_email"), ("model", "=", "behavioral.sequence")])
         sequences = self.env["behavioral.sequence"].browse(shipped.mapped("res_id"))
         self.assertGreaterEqual(len(sequences), 3)
         for sequence in sequences.filtered(lambda s: s.consent_mode != "transactional"):
