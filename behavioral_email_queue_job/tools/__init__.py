@@ -1,0 +1,8 @@
+from .batch_job import (
+    CHANNEL,
+    enqueue_batch_jobs,
+    get_channel_capacity,
+    retry_on_concurrency,
+    run_batch_job,
+    use_jobs,
+)
