@@ -159,6 +159,21 @@ class TestQueueJob(BehavioralCommon):
         self.assertEqual(len(jobs), 5)
         self.assertEqual(set(jobs.mapped("state")), {"done"})
 
+    def test_stalled_jobs_make_the_crons_work_themselves(self):
+        """Jobs nobody runs (no job runner loaded) must not stop the emails:
+        after 15 minutes the crons see them waiting and work inline."""
+        from odoo.addons.behavioral_email_queue_job.tools import jobs_stalled
+        self._enrolled(3)
+        with freeze_time(NOW), channels(1):
+            self.Enrollment._enqueue_advance_jobs()
+            self.assertFalse(jobs_stalled(self.env))
+        with freeze_time(self.later(minutes=14)):
+            self.assertFalse(jobs_stalled(self.env))
+        with freeze_time(self.later(minutes=16)), self.assertLogs(
+                "odoo.addons.behavioral_email_queue_job.tools.batch_job", "WARNING") as logs:
+            self.assertTrue(jobs_stalled(self.env))
+        self.assertIn("is the job runner running", logs.output[0])
+
     def test_enroll_jobs(self):
         contacts = self._contacts(5)
         new = self.Trigger.search([("state", "=", "new"), ("partner_id", "in", contacts.ids)])

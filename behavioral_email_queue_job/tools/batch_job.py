@@ -24,6 +24,10 @@ runners of any number of servers run them in parallel.
 import logging
 import math
 from contextlib import contextmanager
+from datetime import timedelta
+
+from odoo import fields
+from odoo.tools import SQL
 
 from odoo.addons.behavioral_email.tools import can_commit, is_concurrency_error
 from odoo.addons.queue_job.exception import RetryableJobError
@@ -40,6 +44,8 @@ CHANNEL_XMLID = "behavioral_email_queue_job.channel_behavioral_email"
 SLOTS_PER_CAPACITY = 2
 # pause before retrying a batch that met a concurrent transaction (seconds)
 CONCURRENCY_RETRY_SECONDS = (1, 5)
+# jobs of the channel waiting longer than this: no job runner takes them
+STALLED_AFTER = timedelta(minutes=15)
 
 
 def use_jobs(env):
@@ -49,9 +55,29 @@ def use_jobs(env):
     benchmarks): jobs stored there would never reach a runner, so the cron
     does the work itself, as without queue_job. Nor when queue_job is told to
     run jobs at once (``QUEUE_JOB__NO_DELAY``, context ``queue_job__no_delay``):
-    then the cron's own loop is the way to do it now.
+    then the cron's own loop is the way to do it now. Nor when the jobs
+    queued before still wait after ``STALLED_AFTER`` (see :func:`jobs_stalled`).
     """
-    return can_commit(env) and not must_run_without_delay(env)
+    return can_commit(env) and not must_run_without_delay(env) and not jobs_stalled(env)
+
+
+def jobs_stalled(env):
+    """Whether jobs of the channel have been waiting for ``STALLED_AFTER``:
+    no job runner takes them (queue_job not loaded server-wide, runner
+    stopped, channel paused). The crons then do the work themselves, so
+    that emails still go out, and say so in the log; the waiting jobs find
+    nothing left to do once a runner takes them."""
+    env.cr.execute(SQL(
+        """SELECT min(COALESCE(eta, date_created)) FROM queue_job
+            WHERE channel = %s AND state = 'pending' AND COALESCE(eta, date_created) < %s""",
+        CHANNEL, fields.Datetime.now() - STALLED_AFTER))
+    since = env.cr.fetchone()[0]
+    if since:
+        _logger.warning(
+            "behavioral_email: jobs of channel %s wait since %s: is the job runner running "
+            "(server_wide_modules = web,queue_job)? The crons do the work themselves meanwhile.",
+            CHANNEL, since)
+    return bool(since)
 
 
 def get_channel_capacity(env):
