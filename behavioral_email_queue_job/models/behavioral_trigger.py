@@ -1,6 +1,6 @@
 from odoo import api, fields, models
 
-from ..tools import enqueue_batch_jobs, retry_on_concurrency, run_batch_job, use_jobs
+from ..tools import enqueue_batch_jobs, identity_key, retry_on_concurrency, run_batch_job, use_jobs
 
 
 class BehavioralTrigger(models.Model):
@@ -29,7 +29,7 @@ class BehavioralTrigger(models.Model):
         kinds = self._get_detectable_kinds()
         for kind in kinds:
             self.with_delay(
-                identity_key=f"behavioral_email:detect:{kind}",
+                identity_key=identity_key("detect", kind),
                 description=self.env._("Behavioral Email: detect %(kind)s", kind=kind),
             )._job_detect(kind)
         return len(kinds)

@@ -44,7 +44,7 @@ CHANNEL_XMLID = "behavioral_email_queue_job.channel_behavioral_email"
 SLOTS_PER_CAPACITY = 2
 # pause before retrying a batch that met a concurrent transaction (seconds)
 CONCURRENCY_RETRY_SECONDS = (1, 5)
-# jobs of the channel waiting longer than this: no job runner takes them
+# our jobs waiting longer than this: no job runner takes them
 STALLED_AFTER = timedelta(minutes=15)
 
 
@@ -62,21 +62,21 @@ def use_jobs(env):
 
 
 def jobs_stalled(env):
-    """Whether jobs of the channel have been waiting for ``STALLED_AFTER``:
+    """Whether our jobs have been waiting for ``STALLED_AFTER``:
     no job runner takes them (queue_job not loaded server-wide, runner
     stopped, channel paused). The crons then do the work themselves, so
     that emails still go out, and say so in the log; the waiting jobs find
     nothing left to do once a runner takes them."""
     env.cr.execute(SQL(
         """SELECT min(COALESCE(eta, date_created)) FROM queue_job
-            WHERE channel = %s AND state = 'pending' AND COALESCE(eta, date_created) < %s""",
-        CHANNEL, fields.Datetime.now() - STALLED_AFTER))
+            WHERE state = 'pending' AND identity_key LIKE %s AND COALESCE(eta, date_created) < %s""",
+        identity_key("%", "%"), fields.Datetime.now() - STALLED_AFTER))
     since = env.cr.fetchone()[0]
     if since:
         _logger.warning(
-            "behavioral_email: jobs of channel %s wait since %s: is the job runner running "
-            "(server_wide_modules = web,queue_job)? The crons do the work themselves meanwhile.",
-            CHANNEL, since)
+            "behavioral_email: its queue jobs wait since %s: is the job runner running "
+            "(server_wide_modules = web,queue_job), is channel %s running? "
+            "The crons do the work themselves meanwhile.", since, CHANNEL)
     return bool(since)
 
 
