@@ -33,6 +33,7 @@ ratios against the small variant of the same run; nothing asserts a duration
 import argparse
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import platform
@@ -267,12 +268,31 @@ def due_template(args, count):
     return name
 
 
+class RetryCounter(logging.Handler):
+    """Counts the batches the cron loop redid after a concurrent update."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record):
+        if "concurrent update" in record.getMessage():
+            self.count += 1
+
+
 def advance_worker(db, index, ready, results):
     """One cron worker: its own registry and connection, then the advancing
     cron, measured from the moment every worker is ready."""
     import odoo
     from odoo import api
     reg = open_registry(db)
+    retries = RetryCounter()
+    batch_logger = logging.getLogger("odoo.addons.behavioral_email.tools.batch")
+    batch_logger.setLevel(logging.INFO)
+    batch_logger.propagate = False
+    batch_logger.addHandler(retries)
+    # the retried claim is logged as a "bad query" by the cursor: counted above
+    logging.getLogger("odoo.sql_db").setLevel(logging.CRITICAL)
     thread = threading.current_thread()
     thread.query_count, thread.query_time = 0, 0.0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -292,7 +312,7 @@ def advance_worker(db, index, ready, results):
         wait1, backend_wait1 = proc_runqueue_wait(), proc_runqueue_wait(backend)
         queries = cr.sql_log_count - queries0
     results[index] = {
-        "done": done, "wall": wall, "queries": queries,
+        "done": done, "wall": wall, "queries": queries, "retries": retries.count,
         "py_cpu": (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime),
         "pg_cpu": backend1 - backend0, "sql": thread.query_time - sql0,
         "py_wait": wait1 - wait0, "pg_wait": backend_wait1 - backend_wait0,
@@ -340,14 +360,14 @@ def print_advance(label, count, res):
     print(f"{label:>10} {res['workers']:>3} {count:>8} {res['wall']:>8.1f} {1000 * res['wall'] / max(done, 1):>7.2f}"
           f" {py:>8.1f} {pg:>8.1f} {sql_time:>8.1f} {res['cores_busy']:>6.2f}"
           f" {max(s['maxrss_mib'] for s in shares):>8.0f} {max(s['rss_loaded_mib'] for s in shares):>8.0f}"
-          f"  {res['traces']}/{res['distinct']}/{res['mails']}")
+          f"  {res['traces']}/{res['distinct']}/{res['mails']} {sum(s['retries'] for s in shares):>7}")
     if done != count or not res["traces"] == res["distinct"] == res["mails"] == count:
         print(f"{'':>10} WARNING: {done} advanced, {res['traces']} traces, {res['mails']} mails for {count} due")
     sys.stdout.flush()
 
 
 ADVANCE_HEADER = (f"{'':>10} {'W':>3} {'due':>8} {'wall s':>8} {'ms/mail':>7} {'py cpu':>8} {'pg cpu':>8}"
-                  f" {'sql s':>8} {'cores':>6} {'maxrss':>8} {'loaded':>8}  traces/distinct/mails")
+                  f" {'sql s':>8} {'cores':>6} {'maxrss':>8} {'loaded':>8}  traces/distinct/mails retries")
 
 
 def print_time_split(res):
