@@ -152,5 +152,5 @@ def run_batch_job(model, method, work_name, work, slot, description):
     if full:
         # becomes visible to the runners when this job commits
         enqueue_batch_job(model, method, work_name, slot, description(slot))
-    return model.env._("%(count)s record(s) processed; next batch queued: %(next)s",
-                       count=len(records), next=full)
+        return model.env._("%(count)s record(s) processed, the next batch is queued", count=len(records))
+    return model.env._("%(count)s record(s) processed, nothing left", count=len(records))
