@@ -17,8 +17,13 @@ process. The check holds when every enrollment has exactly one trace, one
 mail and no failure, and every customer exactly one first email.
 
 Usage: python3 scripts/concurrency_check.py [--scenario carts] [--contacts 2000]
-       [--workers 4] [--batch 200] [--kill] [--db NAME]
+       [--workers 4] [--batch 200] [--kill] [--db NAME] [--queue-job]
 Exits 0 when the check holds, 1 otherwise. tests/test_concurrency.py runs it.
+
+With --queue-job (OCA queue_job and behavioral_email_queue_job installed):
+the advancing cron queues its batches as jobs, and W processes perform them
+the way queue_job's runner and controller do, one worker being killed in
+the middle of a job; see queue_job_check(). tests/test_queue_job.py runs it.
 """
 import argparse
 import logging
@@ -156,7 +161,11 @@ def main():
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--kill", action="store_true", help="SIGKILL worker 0 in its second batch")
     parser.add_argument("--db", default=DB)
+    parser.add_argument("--queue-job", action="store_true",
+                        help="advance through queue jobs (behavioral_email_queue_job)")
     args = parser.parse_args()
+    if args.queue_job:
+        sys.exit(queue_job_check(args))
     db = args.db
 
     subprocess.run(["dropdb", "--if-exists", db], check=True)
@@ -224,6 +233,170 @@ def main():
     odoo.sql_db.close_db(db)
     subprocess.run(["dropdb", "--if-exists", db], check=False)
     sys.exit(0 if ok else 1)
+
+
+# ----------------------------------------------------------------------
+# --queue-job: the same check, the batches run as queue jobs
+# ----------------------------------------------------------------------
+
+QUEUE_JOB_CHANNEL = "root.behavioral_email"
+
+
+def pick_job(cr):
+    """Take the next pending job of the channel, as queue_job's runner does
+    (state ``enqueued``), with SKIP LOCKED so that workers never take the
+    same one; committed at once. Returns its uuid or None."""
+    cr.execute("""
+        UPDATE queue_job SET state = 'enqueued', date_enqueued = now() AT TIME ZONE 'utc'
+         WHERE id = (SELECT id FROM queue_job
+                      WHERE state = 'pending' AND channel = %s
+                        AND (eta IS NULL OR eta <= now() AT TIME ZONE 'utc')
+                      ORDER BY priority, date_created, id LIMIT 1
+                      FOR NO KEY UPDATE SKIP LOCKED)
+        RETURNING uuid""", (QUEUE_JOB_CHANNEL,))
+    row = cr.fetchone()
+    cr.commit()
+    return row and row[0]
+
+
+def queue_job_worker(db, index, ready, results):
+    """Perform the channel's jobs until none is pending, enqueued or started:
+    each in its own transaction, through queue_job's own controller code
+    (acquire: state started + lock; perform, done, commit; retry or fail)."""
+    import odoo
+    from odoo import api
+    reg = registry(db)
+    from odoo.addons.queue_job.controllers.main import RunJobController
+    ready.wait(timeout=300)
+    performed = failed = 0
+    t0 = time.perf_counter()
+    while True:
+        with reg.cursor() as cr:
+            env = api.Environment(cr, odoo.SUPERUSER_ID, {})
+            uuid = pick_job(cr)
+            if not uuid:
+                cr.execute("""SELECT count(*) FROM queue_job
+                               WHERE channel = %s AND state IN ('pending', 'enqueued', 'started')""",
+                           (QUEUE_JOB_CHANNEL,))
+                if not cr.fetchone()[0]:
+                    break
+                time.sleep(0.05)  # a running job may queue the next batch of its slot
+                continue
+            job = RunJobController._acquire_job(env, uuid)  # pylint: disable=protected-access
+            if not job:
+                continue
+            try:
+                RunJobController._runjob(env, job)  # pylint: disable=protected-access
+                performed += 1
+            except Exception:  # noqa: BLE001 - _runjob marked the job failed and logged why
+                failed += 1
+    results[index] = (os.getpid(), performed, failed, time.perf_counter() - t0)
+
+
+def queue_job_check(args):
+    """The advancing cron queues jobs (slots of batches, channel capacity =
+    number of workers); W processes perform them. Once the work is under way
+    one worker is killed (SIGKILL) in the middle of a job: its transaction
+    dies with it, queue_job's dead-job requeuer (run here as the runner would
+    run it) puts the job back, and another worker performs it again. Every
+    enrollment must be advanced exactly once and every job end done."""
+    db = args.db
+    subprocess.run(["dropdb", "--if-exists", db], check=True)
+    print(f"building {db} (behavioral_email + behavioral_email_queue_job) ...")
+    subprocess.run([sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path()}",
+                    "-i", "behavioral_email,behavioral_email_queue_job", "--without-demo=all",
+                    "--stop-after-init", "--log-level=warn", "--log-handler=py.warnings:ERROR"], check=True)
+    # what an operator sets: the channel runs as many jobs at once as there are workers
+    os.environ["ODOO_QUEUE_JOB_CHANNELS"] = f"root:{args.workers},{QUEUE_JOB_CHANNEL}:{args.workers}"
+    import odoo
+    from odoo import api
+    reg = registry(db)
+    from odoo.addons.queue_job.jobrunner.runner import Database
+    with reg.cursor() as cr:
+        env = api.Environment(cr, odoo.SUPERUSER_ID, {})
+        env["ir.config_parameter"].set_param("behavioral_email.advance_batch_size", args.batch)
+        sequence = env["behavioral.sequence"].create({
+            "name": "Concurrency check", "trigger_type": "partner_created", "reentry": "partner",
+            "email_from": "shop@example.com",
+            "step_ids": [(0, 0, {"subject": "Hello {{ object.partner_id.name }}",
+                                 "body_html": "<p>Hello <t t-out='object.partner_id.name'/></p>",
+                                 "delay_value": 0})],
+        })
+        sequence.action_start()
+        env["res.partner"].create([
+            {"name": f"Contact {i}", "email": f"contact{i}@example.com"} for i in range(args.contacts)
+        ])
+        # enrollment is not what is checked here: done inline (queue_job's own switch)
+        env["behavioral.trigger"].with_context(queue_job__no_delay=True)._cron_enroll()
+        enrolled = env["behavioral.enrollment"].search_count([("sequence_id", "=", sequence.id)])
+        cr.commit()
+        # the real cron, outside any test mode: it queues the jobs
+        slots = env["behavioral.enrollment"]._cron_advance()
+        cr.commit()
+        cr.execute("SELECT count(*), array_agg(identity_key ORDER BY identity_key) FROM queue_job")
+        queued, keys = cr.fetchone()
+        print(f"{enrolled} enrollments due, batches of {args.batch}: the cron queued {queued} job(s) "
+              f"in {slots} slot(s) {keys}; {args.workers} workers")
+
+    context = multiprocessing.get_context("spawn")
+    killed = None
+    with context.Manager() as manager:
+        results = manager.dict()
+        ready = context.Barrier(args.workers)
+        procs = [context.Process(target=queue_job_worker, args=(db, i, ready, results))
+                 for i in range(args.workers)]
+        for proc in procs:
+            proc.start()
+        runner_db = Database(db)  # queue_job's own requeuer, as its job runner runs it
+        try:
+            victim = procs[0] if args.workers > 1 else None
+            while any(proc.is_alive() for proc in procs):
+                if victim and victim.is_alive() and killed is None:
+                    with reg.cursor() as cr:
+                        cr.execute("""SELECT uuid FROM queue_job WHERE state = 'started' AND worker_pid = %s""",
+                                   (victim.pid,))
+                        row = cr.fetchone()
+                    if row:
+                        os.kill(victim.pid, signal.SIGKILL)
+                        killed = row[0]
+                        print(f"  worker 0 (pid {victim.pid}) killed in the middle of job {killed}")
+                        continue
+                runner_db.requeue_dead_jobs()
+                time.sleep(0.02 if killed is None else 1)
+        finally:
+            runner_db.close()
+        for proc in procs:
+            proc.join()
+        shares = dict(results)
+
+    with reg.cursor() as cr:
+        cr.execute("""SELECT count(*), count(DISTINCT (enrollment_id, step_id)) FROM behavioral_trace""")
+        traces, distinct = cr.fetchone()
+        cr.execute("""SELECT count(*) FROM mail_mail mail JOIN mail_message msg ON msg.id = mail.mail_message_id
+                       WHERE msg.model = 'behavioral.enrollment'""")
+        mails = cr.fetchone()[0]
+        cr.execute("""SELECT count(*) FROM behavioral_enrollment WHERE state = 'done'""")
+        done = cr.fetchone()[0]
+        cr.execute("""SELECT state, count(*) FROM queue_job GROUP BY state""")
+        job_states = dict(cr.fetchall())
+        cr.execute("""SELECT state, retry FROM queue_job WHERE uuid = %s""", (killed,))
+        killed_job = cr.fetchone()
+        cr.execute("""SELECT count(DISTINCT identity_key) FROM queue_job""")
+        slots_used = cr.fetchone()[0]
+    for index in sorted(shares):
+        pid, performed, failed, seconds = shares[index]
+        print(f"  worker {index} (pid {pid}): performed {performed} job(s), {failed} failed, in {seconds:.1f}s")
+    print(f"jobs {sum(job_states.values())} in {slots_used} slot(s), by state {job_states}")
+    if killed:
+        print(f"killed job {killed}: state {killed_job[0]}, performed {killed_job[1]} time(s)")
+    print(f"traces {traces} (distinct enrollment/step: {distinct}), mails {mails}, enrollments done {done}")
+    ok = (traces == distinct == mails == done == enrolled
+          and set(job_states) == {"done"}
+          and (not killed or (killed_job[0] == "done" and killed_job[1] > 1)))
+    print("OK: every enrollment advanced exactly once, through jobs" if ok else "FAILED: duplicates, losses or jobs left")
+    odoo.sql_db.close_db(db)
+    subprocess.run(["dropdb", "--if-exists", db], check=False)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,13 +8,24 @@ ADDONS_PATH="$ODOO_ADDONS,$ROOT"
 
 # The addons of this repository: behavioral_email and its bridges to optional
 # apps (behavioral_email_<app>, each auto-installed with its app). The scripts
-# install them all, so that the tests cover the bridges too; MODULES overrides.
+# install every one whose dependencies are available, so that the tests cover
+# the bridges too: a bridge to an addon that is not part of Odoo (OCA
+# queue_job) only when that addon is installed. MODULES overrides.
 repo_modules() {
-    local modules="behavioral_email" manifest
-    for manifest in "$ROOT"/behavioral_email_*/__manifest__.py; do
-        [ -f "$manifest" ] && modules="$modules,$(basename "$(dirname "$manifest")")"
-    done
-    echo "$modules"
+    "$PYTHON" - "$ROOT" <<'PYTHON'
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
+root = Path(sys.argv[1])
+modules = ["behavioral_email"]
+for manifest in sorted(root.glob("behavioral_email_*/__manifest__.py")):
+    depends = ast.literal_eval(manifest.read_text()).get("depends", [])
+    if all((root / dep).is_dir() or importlib.util.find_spec(f"odoo.addons.{dep}") for dep in depends):
+        modules.append(manifest.parent.name)
+print(",".join(modules))
+PYTHON
 }
 MODULES="${MODULES:-$(repo_modules)}"
 

@@ -6,7 +6,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, format_datetime
 
-from ..tools import cadence, process_in_batches, run_isolated
+from ..tools import BatchWork, cadence, process_in_batches, run_isolated
 
 # minutes before the n-th automatic retry of a step that failed for a
 # transient reason (a webhook answering 503, a conflict that kept coming back)
@@ -262,6 +262,12 @@ class BehavioralEnrollment(models.Model):
         safe too: mails and traces of a batch are committed together, and a
         trace is unique per (enrollment, step).
         """
+        work = self._get_advance_work()
+        return process_in_batches(self.env, work.claim, work.process, work.count_remaining)
+
+    @api.model
+    def _get_advance_work(self):
+        """The advancing cron's batch: claim due enrollments, run their step."""
         batch_size = int(self.env["ir.config_parameter"].sudo().get_param(
             "behavioral_email.advance_batch_size", 200)) or 200
         due = SQL(
@@ -282,8 +288,7 @@ class BehavioralEnrollment(models.Model):
             self.env.cr.execute(SQL("SELECT count(*) %s", due))
             return self.env.cr.fetchone()[0]
 
-        return process_in_batches(
-            self.env, claim, lambda enrollments: enrollments._advance_safely(), count_remaining)
+        return BatchWork(claim, lambda enrollments: enrollments._advance_safely(), count_remaining, batch_size)
 
     # ------------------------------------------------------------
     # ADVANCE

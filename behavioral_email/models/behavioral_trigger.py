@@ -7,7 +7,7 @@ from psycopg2.extras import Json
 from odoo import api, fields, models
 from odoo.tools import SQL
 
-from ..tools import is_concurrency_error, process_in_batches, run_isolated
+from ..tools import BatchWork, is_concurrency_error, process_in_batches, run_isolated
 
 _logger = logging.getLogger(__name__)
 
@@ -160,23 +160,34 @@ class BehavioralTrigger(models.Model):
         """
         now = fields.Datetime.now()
         created = []
-        for kind in self._get_running_kinds():
-            detect = getattr(self, f"_detect_{kind}", None)
-            if not detect:
-                continue
-            try:
-                with self.env.cr.savepoint():
-                    ids = detect(now)
-            except Exception as exc:
-                if is_concurrency_error(exc):
-                    raise
-                _logger.exception("behavioral_email: detection of %s failed", kind)
-                continue
-            _logger.info("behavioral_email: %s %s trigger(s) detected", len(ids), kind)
-            created += ids
+        for kind in self._get_detectable_kinds():
+            created += self._detect_kind(kind, now)
         if created:
             self._trigger_enroll_cron()
         return created
+
+    @api.model
+    def _get_detectable_kinds(self):
+        """Running kinds that are detected (they have ``_detect_<kind>``)."""
+        return [kind for kind in self._get_running_kinds() if hasattr(self, f"_detect_{kind}")]
+
+    @api.model
+    def _detect_kind(self, kind, now):
+        """Run the detection of one kind, in a savepoint.
+
+        :return list: ids of the triggers inserted; empty when the detection
+            failed (logged; concurrency errors are raised for a retry)
+        """
+        try:
+            with self.env.cr.savepoint():
+                ids = getattr(self, f"_detect_{kind}")(now)
+        except Exception as exc:
+            if is_concurrency_error(exc):
+                raise
+            _logger.exception("behavioral_email: detection of %s failed", kind)
+            return []
+        _logger.info("behavioral_email: %s %s trigger(s) detected", len(ids), kind)
+        return ids
 
     @api.model
     def _get_running_kinds(self):
@@ -240,6 +251,12 @@ class BehavioralTrigger(models.Model):
         Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so that several cron
         workers share the queue without evaluating a trigger twice.
         """
+        work = self._get_enroll_work()
+        return process_in_batches(self.env, work.claim, work.process, work.count_remaining)
+
+    @api.model
+    def _get_enroll_work(self):
+        """The enrollment cron's batch: claim new triggers, evaluate them."""
         batch_size = int(self.env["ir.config_parameter"].sudo().get_param(
             "behavioral_email.enroll_batch_size", 500)) or 500
 
@@ -256,7 +273,7 @@ class BehavioralTrigger(models.Model):
             self.env.cr.execute(SQL("SELECT count(*) FROM behavioral_trigger WHERE state = 'new'"))
             return self.env.cr.fetchone()[0]
 
-        return process_in_batches(self.env, claim, lambda triggers: triggers._enroll_safely(), count_remaining)
+        return BatchWork(claim, lambda triggers: triggers._enroll_safely(), count_remaining, batch_size)
 
     def _enroll_safely(self):
         """Evaluate a claimed batch; a trigger that cannot be evaluated is

@@ -1,4 +1,5 @@
 from .batch import (
+    BatchWork,
     backoff_sleep,
     can_commit,
     is_concurrency_error,

@@ -3,6 +3,7 @@ import random
 import threading
 import time
 from contextlib import contextmanager
+from typing import Callable, NamedTuple
 
 from psycopg2 import errors
 
@@ -54,6 +55,20 @@ def backoff_sleep(attempt, base=0.05, cap=2.0):
     """Sleep before retry number ``attempt`` (1, 2, ...): exponential with full
     jitter, so that workers that collided once do not collide again."""
     time.sleep(random.uniform(0, min(cap, base * (2 ** attempt))))  # noqa: S311 - jitter, not security
+
+
+class BatchWork(NamedTuple):
+    """The unit of work of a batch cron, as :func:`process_in_batches` runs it.
+
+    Handed out by the crons (``_get_enroll_work``, ``_get_advance_work``) so
+    that something else may run the same batches another way, e.g. one batch
+    per job on a job queue, with the same claim as the exactly-once guard.
+    """
+
+    claim: Callable  # claim() -> (records locked FOR UPDATE SKIP LOCKED, full batch)
+    process: Callable  # process(records)
+    count_remaining: Callable  # count_remaining() -> int
+    size: int  # records per batch
 
 
 def process_in_batches(env, claim, process, count_remaining):

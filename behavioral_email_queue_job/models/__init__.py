@@ -1,0 +1,2 @@
+from . import behavioral_enrollment
+from . import behavioral_trigger
