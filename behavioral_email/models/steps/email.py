@@ -240,6 +240,8 @@ class BehavioralSequenceStep(models.Model):
             outcomes[enrollment.id] = {
                 "state": "sent",
                 "subject": rendered[enrollment.id]["subject"],
+                # kept so that staff can see what the customer received
+                "body_html": rendered[enrollment.id]["body"],
                 "mail_mail_id": mail.id,
                 "mail_mail_id_int": mail.id,
                 "mailing_trace_id": mail.mailing_trace_ids[:1].id,

@@ -55,32 +55,6 @@ class BehavioralSequenceStep(models.Model):
     coupon_code = fields.Char(
         "Promo Code", help="The code the Promo code block of this email shows, e.g. an eCommerce "
                            "promotion or discount code. Without it the block shows nothing.")
-    # reporting (the counts behind them: behavioral.sequence.step and steps/email.py)
-    unsubscribed_count = fields.Integer(
-        compute="_compute_rates",
-        help="Recipients who unsubscribed (blocklist or the sequence's topics) after this email "
-             "and before the next one.")
-    converted_count = fields.Integer(
-        "Conversions", compute="_compute_rates",
-        help="Enrollments that reached the goal with this email as the last one they received.")
-    open_rate = fields.Float(compute="_compute_rates", help="Opened / sent.")
-    click_rate = fields.Float(compute="_compute_rates", help="Clicked / sent.")
-    conversion_rate = fields.Float(compute="_compute_rates", help="Conversions / sent.")
-    unsubscribe_rate = fields.Float(compute="_compute_rates", help="Unsubscribed / sent.")
-
-    def _compute_rates(self):
-        engagement = self.env["behavioral.trace"]._get_engagement_counts("step_id", self.sequence_id.ids)
-        for step in self:
-            unsubscribed, converted = engagement.get(step.id, (0, 0))
-            sent = step.sent_count
-            step.unsubscribed_count = unsubscribed
-            step.converted_count = converted
-            opened = step.opened_count if step.step_type == "email" else 0
-            clicked = step.clicked_count if step.step_type == "email" else 0
-            step.open_rate = opened / sent if sent else 0.0
-            step.click_rate = clicked / sent if sent else 0.0
-            step.conversion_rate = converted / sent if sent else 0.0
-            step.unsubscribe_rate = unsubscribed / sent if sent else 0.0
 
     # ------------------------------------------------------------
     # ORM
