@@ -99,6 +99,23 @@ class TestRecommendations(BehavioralCommon):
         enrollment.invalidate_recordset(["recommended_product_ids"])
         self.assertEqual(enrollment._get_recommended_products(3), self.shears | self.hose)
 
+    def test_out_of_stock_products_are_swapped(self):
+        """Where stock is tracked, a sold-out product is not recommended
+        until it is back in stock."""
+        if "is_storable" not in self.env["product.template"]._fields:
+            self.skipTest("stock is not installed")
+        lantern = self.env["product.product"].create({
+            "name": "Garden Lantern", "list_price": 15.0, "sale_ok": True, "is_published": True,
+            "type": "consu", "is_storable": True, "taxes_id": [(5, 0, 0)]})
+        self.pot.product_tmpl_id.accessory_product_ids = lantern
+        cart = self.make_cart(self.alice, lines=[(self.pot, 1)])
+        enrollment = self._enrollment(self.alice, cart)
+        self.assertEqual(enrollment._get_recommended_products(2), self.soil | self.saucer)
+        warehouse = self.env["stock.warehouse"].search([("company_id", "=", self.company.id)], limit=1)
+        self.env["stock.quant"]._update_available_quantity(lantern, warehouse.lot_stock_id, 5)
+        self.env.invalidate_all()  # a later batch: stock is read again
+        self.assertEqual(enrollment._get_recommended_products(2).mapped("name"), ["Garden Lantern", "Potting Soil"])
+
     def test_new_contact_gets_best_sellers(self):
         enrollment = self._enrollment(self.carol, sequence=self.welcome_sequence)
         self.assertEqual(enrollment._get_recommended_products(3).mapped("name"),
@@ -129,7 +146,7 @@ class TestRecommendations(BehavioralCommon):
         self.saucer.product_tmpl_id.is_published = False
         enrollment = self._enrollment(self.alice, sequence=self.welcome_sequence)
         with freeze_time(NOW):
-            self.assertEqual(enrollment._get_viewed_products(3), self.shears | self.hose)
+            self.assertEqual(enrollment._get_browsed_products(3), self.shears | self.hose)
 
     def test_sent_email_shows_three_available_products(self):
         """The second cart email recommends three products that can be bought."""

@@ -166,9 +166,10 @@ class BehavioralEnrollment(models.Model):
     recommended_product_ids = fields.Many2many(
         "product.product", string="Recommended Products", compute="_compute_recommended_product_ids",
         help="Products to recommend to this customer now, best first (see behavioral.product.affinity).")
-    viewed_product_ids = fields.Many2many(
-        "product.product", string="Viewed Products", compute="_compute_viewed_product_ids",
-        help="Products the customer looked at lately and can still buy, latest first.")
+    browsed_product_ids = fields.Many2many(
+        "product.product", string="Browsed Products", compute="_compute_browsed_product_ids",
+        help="Products the customer looked at lately (those the trigger names, then their visits "
+             "of the website) and can still buy, latest first.")
     # reporting
     currency_id = fields.Many2one(related="converted_order_id.currency_id", string="Currency")
     revenue = fields.Monetary(
@@ -223,14 +224,14 @@ class BehavioralEnrollment(models.Model):
             enrollment.recommended_product_ids = recommendations[enrollment]
 
     @api.depends("partner_id", "payload")
-    def _compute_viewed_product_ids(self):
+    def _compute_browsed_product_ids(self):
         Affinity = self.env["behavioral.product.affinity"]
-        viewed = self._get_viewed_product_ids()
+        browsed = self._get_browsed_product_ids()
         Product = self.env["product.product"]
-        available = Affinity._filter_available(self, Product.browse({pid for ids in viewed.values() for pid in ids}))
+        available = Affinity._filter_available(self, Product.browse({pid for ids in browsed.values() for pid in ids}))
         for enrollment in self:
-            enrollment.viewed_product_ids = Product.browse(
-                [pid for pid in viewed[enrollment] if pid in available[enrollment]])
+            enrollment.browsed_product_ids = Product.browse(
+                [pid for pid in browsed[enrollment] if pid in available[enrollment]])
 
     @api.depends("partner_id", "sequence_id")
     def _compute_display_name(self):
@@ -638,20 +639,27 @@ class BehavioralEnrollment(models.Model):
         self.ensure_one()
         return self.recommended_product_ids[:limit]
 
-    def _get_viewed_products(self, limit=3):
+    def _get_browsed_products(self, limit=3):
+        """The ``limit`` products this customer looked at last and can buy
+        now; computed for the whole batch being rendered at once."""
         self.ensure_one()
-        return self.viewed_product_ids[:limit]
+        return self.browsed_product_ids[:limit]
 
-    def _get_viewed_product_ids(self, days=30, limit=12):
+    def _get_browsed_product_ids(self, days=30, limit=12):
         """{enrollment: [product ids]}: the products each customer viewed
-        lately (the trigger's own ``payload['product_ids']`` first, then the
-        website visits of the customer), latest first; one query per batch."""
+        lately, latest first: those the trigger names (``payload['product_ids']``,
+        already sorted out by the trigger kind), else the customer's visits of
+        the website; one query per batch."""
         result = {}
         partner_ids = set()
         for enrollment in self:
             payload = enrollment.payload if isinstance(enrollment.payload, dict) else {}
-            result[enrollment] = [pid for pid in payload.get("product_ids") or [] if isinstance(pid, int)]
-            partner_ids.add(enrollment.partner_id.id)
+            named = payload.get("product_ids")
+            result[enrollment] = [
+                pid for pid in named if isinstance(pid, int) and not isinstance(pid, bool)
+            ] if isinstance(named, list) else []
+            if not result[enrollment]:
+                partner_ids.add(enrollment.partner_id.id)
         partner_ids.discard(False)
         if partner_ids:
             self.env["website.track"].flush_model(["visitor_id", "product_id", "visit_datetime"])
@@ -671,7 +679,8 @@ class BehavioralEnrollment(models.Model):
                 list(partner_ids), fields.Datetime.now() - timedelta(days=days), limit))
             views = dict(self.env.cr.fetchall())
             for enrollment in self:
-                result[enrollment] = list(dict.fromkeys(result[enrollment] + views.get(enrollment.partner_id.id, [])))
+                if not result[enrollment]:
+                    result[enrollment] = views.get(enrollment.partner_id.id, [])
         return result
 
     def _get_email_company(self):

@@ -263,10 +263,10 @@ class BehavioralProductAffinity(models.Model):
 
     @api.model
     def _get_out_of_stock(self, products):
-        """The products that are sold out where the shop tracks stock and
-        refuses orders it cannot serve (website_sale_stock)."""
-        template_fields = self.env["product.template"]._fields
-        if "is_storable" not in template_fields or "allow_out_of_stock_order" not in template_fields:
+        """The products that are sold out, where stock is tracked (stock
+        installed, storable products). Even a shop that keeps selling them
+        (website_sale_stock's "continue selling") would rather not promote
+        what it cannot ship now."""
+        if "is_storable" not in self.env["product.template"]._fields:
             return products.browse()
-        tracked = products.filtered(lambda p: p.is_storable and not p.allow_out_of_stock_order)
-        return tracked.filtered(lambda p: p.free_qty <= 0)
+        return products.filtered(lambda p: p.is_storable and p.free_qty <= 0)
