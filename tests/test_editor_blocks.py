@@ -132,7 +132,9 @@ class TestEditorBlocks(BehavioralCommon):
                              body_html=without_button, body_arch=body)
 
     def test_content_that_does_not_render_is_refused(self):
-        """Code written by a template editor (the code view) is tried too."""
+        """Code written by a template editor (the code view) is tried too,
+        on a made-up enrollment while the sequence has none: what rendered
+        before the change must still render."""
         admin = self.env.ref("base.user_admin")
         body = str(self.step1.body_html)
         # a loop a browser hoisted out of its table: its variable is gone
@@ -147,6 +149,11 @@ class TestEditorBlocks(BehavioralCommon):
         # fixed content saves
         self.step1.with_user(self.user_marketing).write({"subject": "Hello {{ object.partner_id.name }}"})
         self.assertEqual(self.step1.mailing_id.subject, "Hello {{ object.partner_id.name }}")
+        # what the made-up enrollment cannot show (no trigger payload) is no reason to refuse a new email
+        step = self.env["behavioral.sequence.step"].with_user(admin).create({
+            "sequence_id": self.cart_sequence.id, "subject": "Hello", "delay_value": 1,
+            "body_html": "<p>You viewed <t t-out=\"object.payload['product_ids'][0]\"/></p>"})
+        self.assertTrue(step.mailing_id)
 
     def test_try_render_uses_the_sequence_enrollments(self):
         """Content is tried on a real enrollment once there is one: an error
@@ -155,7 +162,7 @@ class TestEditorBlocks(BehavioralCommon):
         self.make_cart(self.alice)
         with self.mock_queue():
             self.run_crons(NOW + timedelta(hours=3))
-        self.assertEqual(self.step1._get_sample_enrollment(), self.enrollments(self.cart_sequence, self.alice))
+        self.assertEqual(self.step1._get_sample_enrollment(), (self.enrollments(self.cart_sequence, self.alice), True))
         self._assert_refused("ZeroDivisionError", user=self.env.ref("base.user_admin"),
                              body_html=str(self.step1.body_html).replace(
             "You left these items", "<t t-out=\"1 // (len(object.order_id.order_line) - 2)\"/> You left", 1))
@@ -196,3 +203,11 @@ class TestEditorBlocks(BehavioralCommon):
                 "</p>", '<t t-foreach="object.order_id.order_line" t-as="line"><t t-out="line.name"/></t></p>', 1)})
         with self.assertRaisesRegex(AccessError, "may write code"), self.env.cr.savepoint():
             step.write({"subject": "{{ object.partner_id.sudo().write({'name': 'X'}) }}"})
+        # code shipped in an email stays editable around it
+        winback = self.env.ref("behavioral_email.sequence_winback_step_1").with_env(self.env)
+        self.assertIn("object.payload", winback.body_html)
+        winback.write({"body_html": str(winback.body_html).replace("we have missed you", "we miss you")})
+        self.assertIn("we miss you", winback.body_arch)
+        with self.assertRaisesRegex(AccessError, "may write code"), self.env.cr.savepoint():
+            winback.write({"body_html": str(winback.body_html).replace(
+                "we miss you", "we miss you <t t-out=\"object.payload['last_order_id']\"/>")})

@@ -47,6 +47,11 @@ class TestReporting(BehavioralCommon):
         self.assertEqual(mailing.name, "Cart reminders – You left something in your cart")
         self.step1.subject = "Forgot something?"
         self.assertEqual(mailing.source_id.name, "Cart reminders – Forgot something?")
+        # placeholders show as their default value
+        self.step1.subject = "{{ object.partner_id.name ||| Hello }}, your cart"
+        self.assertEqual(mailing.name, "Cart reminders – Hello, your cart")
+        self.assertEqual(self.env.ref("behavioral_email.sequence_order_step_1").mailing_id.name,
+                         "Thank you for your order – Thank you for your order …")
         # links carry it as utm_source
         tracker = self.env["link.tracker"].search([("mass_mailing_id", "=", mailing.id)], limit=1)
         self.assertEqual(tracker.source_id, mailing.source_id)

@@ -20,18 +20,25 @@ MAX_PRODUCT_LIMIT = 12
 UNIQUE_SUFFIX_RE = re.compile(r" \[\d+\]$")
 
 
-def _strip_placeholder_styles(body):
-    """``body`` without the attributes the editor adds to placeholders when
-    it inlines the styles (``<t t-out="..." style="...">``): they change
-    nothing to what renders, but restricted rendering refuses any attribute
-    beside ``t-out``."""
-    if not body or "<t " not in body:
-        return body
-    root = html.fragment_fromstring(body, create_parent="div")
-    for node in root.iter("t"):
-        for attribute in [name for name in node.attrib if not name.startswith("t-")]:
-            del node.attrib[attribute]
-    return html.tostring(root, encoding="unicode")[len("<div>"):-len("</div>")]
+def _get_qweb_code(body, allowed):
+    """{(directive, expression)} of the QWeb in ``body``, but the allowed
+    placeholders (``t-out`` of an expression in ``allowed``)."""
+    if not body or "t-" not in body:
+        return set()
+    code = set()
+    for node in html.fragment_fromstring(body, create_parent="div").iter():
+        for name, value in node.attrib.items():
+            if name.startswith("t-") and not (name == "t-out" and value.strip() in allowed):
+                code.add((name, value.strip()))
+    return code
+
+
+def _get_inline_code(text, allowed):
+    """{expression} of the ``{{ }}`` placeholders of ``text`` beyond ``allowed``."""
+    if not text or "{{" not in text:
+        return set()
+    return {expression.strip() for _string, expression, _default in parse_inline_template(str(text))
+            if expression and expression.strip() not in allowed}
 
 
 class BehavioralSequenceStep(models.Model):
@@ -73,9 +80,11 @@ class BehavioralSequenceStep(models.Model):
     def write(self, vals):
         if vals.get("body_html") and "body_arch" not in vals:
             vals = dict(vals, body_arch=vals["body_html"])
+        checked = CHECKED_FIELDS & set(vals)
+        before = {step.id: {fname: step[fname] for fname in checked} for step in self} if checked else {}
         res = super().write(vals)
-        if CHECKED_FIELDS & set(vals):
-            self.filtered(lambda s: s.step_type == "email")._check_email_content(CHECKED_FIELDS & set(vals))
+        if checked:
+            self.filtered(lambda s: s.step_type == "email")._check_email_content(checked, before)
         if {"subject", "name", "sequence_id"} & set(vals):
             self._sync_mailing_names()
         return res
@@ -86,9 +95,14 @@ class BehavioralSequenceStep(models.Model):
 
     def _sync_mailing_names(self):
         """Name each step's mailing (and so its UTM source) "<Sequence> – <Step>",
-        the step being known by its subject."""
+        the step being known by its subject, placeholders shown by their
+        default value (or "…")."""
         for step in self.filtered("mailing_id"):
-            name = f"{step.sequence_id.name} – {step.subject or step.name}"
+            title = "".join(
+                string + (((default or "").strip() or "…") if expression else "")
+                for string, expression, default in parse_inline_template(step.subject or "")
+            ).strip() if step.subject else step.name
+            name = f"{step.sequence_id.name} – {title}"
             if UNIQUE_SUFFIX_RE.sub("", step.mailing_id.name or "") != name:
                 step.mailing_id.sudo().write({"name": name})
 
@@ -148,25 +162,40 @@ class BehavioralSequenceStep(models.Model):
     # CONTENT CHECK
     # ------------------------------------------------------------
 
-    def _check_email_content(self, fnames=CHECKED_FIELDS):
+    def _check_email_content(self, fnames=CHECKED_FIELDS, before=None):
         """Refuse content that lost a block or no longer renders.
 
         Blocks are checked in both versions of the body (the editor's and the
-        one sent), then subject, preview and body are rendered once for a
-        sample enrollment (the latest of the sequence, or a made-up one).
-        Code (QWeb or inline expressions beyond the allowed placeholders) in
-        the fields being written is refused to users who are not template
-        editors: the emails are rendered by the cron, as superuser.
+        one sent). Then subject, preview, each block and the body are rendered
+        for a sample enrollment: the latest of the sequence, or a made-up one
+        (the current user, the shop's latest order) while there is none. What
+        fails is refused when it rendered before the change, or when the
+        sample is a real enrollment; a made-up sample lacks data real ones
+        have (a trigger's payload...), so content that never rendered with it
+        is not held against the marketer.
+        Code (QWeb or inline expressions beyond the allowed placeholders)
+        added to the fields being written is refused to users who are not
+        template editors: the emails are rendered by the cron, as superuser.
+        Code that was there already (a shipped email) may stay.
+
+        :param set fnames: the content fields being written
+        :param dict before: {step id: {field: value before the write}};
+            nothing for new steps
         """
-        self._check_email_code(fnames)
+        before = before or {}
+        self._check_email_code(fnames, before)
         for step in self.filtered("mailing_id"):
-            error = step._get_email_content_error()
+            error = step._get_email_content_error(before.get(step.id))
             if error:
                 raise ValidationError(self.env._(
                     "The email “%(step)s” cannot be saved: %(error)s", step=step.display_name, error=error))
 
-    def _get_email_content_error(self):
-        """Why this step's content cannot be sent (a sentence), or False."""
+    def _get_email_content_error(self, old=None):
+        """Why this step's content cannot be sent (a sentence), or False.
+
+        :param dict old: the content fields before the change ({} or None
+            for a new step)
+        """
         self.ensure_one()
         blocks = self._get_email_blocks()
         labels = {kind: label for kind, (label, _template) in blocks.items()}
@@ -195,82 +224,103 @@ class BehavioralSequenceStep(models.Model):
                     return self.env._(
                         "the dynamic block “%(block)s” is missing from the email as it is sent. "
                         "Edit the email again and save it.", block=labels[block["kind"]])
-        return self._get_email_render_error(body)
+        return self._get_email_render_error(old)
 
-    def _check_email_code(self, fnames):
-        if self.env.su or self.env.user.has_group("mail.group_mail_template_editor"):
+    def _may_write_email_code(self):
+        return self.env.su or self.env.user.has_group("mail.group_mail_template_editor")
+
+    def _check_email_code(self, fnames, before):
+        if self._may_write_email_code():
             return
-        Mailing = self.env["mailing.mailing"]
-        model = "behavioral.enrollment"
+        Enrollment = self.env["behavioral.enrollment"]
+        allowed = set(Enrollment.mail_allowed_qweb_expressions())
         for step in self.filtered("mailing_id"):
-            unsafe = any(
-                Mailing._has_unsafe_expression_template_qweb(_strip_placeholder_styles(step[fname]), model)
-                for fname in ("body_html", "body_arch") if fname in fnames
-            ) or any(
-                Mailing._has_unsafe_expression_template_inline_template(step[fname] or "", model)
-                for fname in ("subject", "preview") if fname in fnames
-            )
-            if unsafe:
+            old = before.get(step.id, {})
+            added = set()
+            for fname in fnames & {"body_html", "body_arch"}:
+                added |= _get_qweb_code(step[fname], allowed) - _get_qweb_code(old.get(fname), allowed)
+            for fname in fnames & {"subject", "preview"}:
+                added |= _get_inline_code(step[fname], allowed) - _get_inline_code(old.get(fname), allowed)
+            if added:
                 group = self.env.ref("mail.group_mail_template_editor")
                 raise AccessError(self.env._(
-                    "Only members of %(group)s may write code in an email; use the dynamic blocks "
-                    "and placeholders instead.", group=group.name))
+                    "Only members of %(group)s may write code in an email (%(code)s); use the dynamic "
+                    "blocks and placeholders instead.",
+                    group=group.name, code=", ".join(sorted(str(expression) for expression in added))[:200]))
 
-    def _get_email_render_error(self, body):
+    def _get_email_render_error(self, old=None):
         """Render subject, preview, each block and the body for a sample
-        enrollment; the first error met, as a sentence, or False."""
-        sample = self._get_sample_enrollment()
+        enrollment; the first error that counts (see
+        :meth:`_check_email_content`), as a sentence, or False."""
+        sample, real = self._get_sample_enrollment()
         mailing = self.mailing_id.sudo()
         variables = dict(mailing._render_eval_context(), object=sample)
         QWeb = self.env["ir.qweb"].sudo()
         labels = {kind: label for kind, (label, _template) in self._get_email_blocks().items()}
+        old = old or {}
+
+        def render_inline(text):
+            render_inline_template(parse_inline_template(str(text or "")), dict(variables))
 
         def render(source):
             with self.env.cr.savepoint():
                 QWeb._render(html.fragment_fromstring(source, create_parent="div"), dict(variables))
 
-        for field, text in (("subject", self.subject), ("preview", self.preview)):
+        def failure(renderer, source, old_source):
+            """The error of rendering ``source`` if it counts, else None."""
             try:
-                render_inline_template(parse_inline_template(str(text or "")), dict(variables))
+                renderer(source)
+                return None
             except Exception as exc:  # noqa: BLE001 - reported to the user
                 if is_concurrency_error(exc):
                     raise
+                error = self._describe_error(exc)
+            if real:
+                return error
+            if old_source is None or old_source == source:
+                return None  # never rendered with the made-up sample either
+            try:
+                renderer(old_source)
+            except Exception as exc:  # noqa: BLE001 - the old content fails too: data, not the change
+                if is_concurrency_error(exc):
+                    raise
+                return None
+            return error
+
+        for field in ("subject", "preview"):
+            error = failure(render_inline, self[field], old.get(field))
+            if error:
                 return self.env._("the %(field)s does not render: %(error)s",
                                   field=self._fields[field].get_description(self.env)["string"].lower(),
-                                  error=self._describe_error(exc))
-        seen = set()
-        for block in get_blocks(body):
-            if block["kind"] in seen:
-                continue
-            seen.add(block["kind"])
+                                  error=error)
+        body = self.body_html or ""
+        kinds = list(dict.fromkeys(block["kind"] for block in get_blocks(body)))
+        for kind in kinds:
             source = self._expand_email_blocks(
-                f'<div class="o_behavioral_block" data-behavioral-block="{block["kind"]}">'
+                f'<div class="o_behavioral_block" data-behavioral-block="{kind}">'
                 '<div class="o_behavioral_block_content"></div></div>')
-            try:
-                render(source)
-            except Exception as exc:  # noqa: BLE001 - reported to the user
-                if is_concurrency_error(exc):
-                    raise
+            error = failure(render, source, None)
+            if error:
                 return self.env._("the dynamic block “%(block)s” does not render: %(error)s",
-                                  block=labels[block["kind"]], error=self._describe_error(exc))
-        try:
-            render(self._expand_email_blocks(body))
-        except Exception as exc:  # noqa: BLE001 - reported to the user
-            if is_concurrency_error(exc):
-                raise
-            return self.env._("the email does not render: %(error)s", error=self._describe_error(exc))
+                                  block=labels[kind], error=error)
+        old_body = old.get("body_html")
+        error = failure(render, self._expand_email_blocks(body),
+                        self._expand_email_blocks(old_body) if old_body else None)
+        if error:
+            return self.env._("the email does not render: %(error)s", error=error)
         return False
 
     def _get_sample_enrollment(self):
-        """The enrollment the content is tried on: the latest of the sequence,
-        else an unsaved one for the current user (and the latest order of the
-        shop when the sequence is about orders)."""
+        """The enrollment the content is tried on, and whether it is a real
+        one: the latest of the sequence, else an unsaved one for the current
+        user (with the shop's latest order when the sequence is about orders).
+        """
         self.ensure_one()
         Enrollment = self.env["behavioral.enrollment"].sudo()
         sequence = self.sequence_id
         sample = Enrollment.search([("sequence_id", "=", sequence.id)], order="id desc", limit=1)
         if sample:
-            return sample
+            return sample, True
         values = {
             "sequence_id": sequence.id,
             "partner_id": self.env.user.partner_id.id,
@@ -280,7 +330,7 @@ class BehavioralSequenceStep(models.Model):
         if sequence.source_model == "sale.order":
             order = self.env["sale.order"].sudo().search([], order="id desc", limit=1)
             values.update(order_id=order.id, res_model="sale.order", res_id=order.id)
-        return Enrollment.new(values)
+        return Enrollment.new(values), False
 
     def _get_content_problem(self):
         problem = super()._get_content_problem()
