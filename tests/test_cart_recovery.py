@@ -38,7 +38,7 @@ class TestCartRecovery(BehavioralCommon):
         self.assertEqual(mail.state, "outgoing")
         self.assertEqual(mail.subject, "You left something in your cart")
         self.assertEqual(mail.mailing_id, self.step1.mailing_id)
-        self.assertIn("Hi Alice Customer", mail.body_html)
+        self.assertIn("Hi Alice,", mail.body_html)
         for product in (self.pot, self.tree):
             self.assertIn(product.display_name, mail.body_html)
             self.assertIn(f"/web/image/product.product/{product.id}/image_128", mail.body_html)

@@ -119,7 +119,9 @@ class TestFailures(BehavioralCommon):
         self.assertRecordValues(trace, [{"state": "sent", "failure_type": False, "mail_mail_id": mail.id}])
 
     def test_template_broken_for_everyone(self):
-        self.fragile.step_ids.body_html = "<p><t t-out='object.no_such_field'/></p>"
+        # broken behind the editor's back (saving it is refused): e.g. a field
+        # its module took away when uninstalled
+        self.fragile.step_ids.mailing_id.body_html = "<p><t t-out='object.no_such_field'/></p>"
         self.make_cart(self.bob)
         with freeze_time(NOW + timedelta(hours=2)):
             zoe = self.env["res.partner"].create({"name": "Zoe Zed", "email": "zoe@example.com"})

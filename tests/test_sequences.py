@@ -84,7 +84,7 @@ class TestPostPurchaseAndWelcome(BehavioralCommon):
             self.run_crons(NOW + timedelta(minutes=1))
         welcome = self.assertQueued(dora, sequence=self.welcome_sequence)
         self.assertEqual(welcome.subject, "Welcome to Garden Shop")
-        self.assertIn("Hi Dora New", welcome.body_html)
+        self.assertIn("Hi Dora,", welcome.body_html)
         self.assertEqual(len(self._new_mails), 1)
         with self.mock_queue():
             self.run_crons(NOW + timedelta(days=3, minutes=2))

@@ -61,7 +61,7 @@ class TestWebsiteCart(HttpCase, BehavioralCase):
         self.assertEqual(len(mails), 1, "exactly one email, and none for the blocklisted customer")
         self.assertEqual(mails.recipient_ids, self.alice.partner_id)
         self.assertIn("Watering Can", mails.body_html)
-        self.assertIn("Hi Alice Shopper", mails.body_html)
+        self.assertIn("Hi Alice,", mails.body_html)
         bob_enrollment = self.env["behavioral.enrollment"].search([("partner_id", "=", self.bob.partner_id.id)])
         self.assertEqual(bob_enrollment.trace_ids.failure_type, "mail_bl")
 

@@ -5,6 +5,7 @@ from . import behavioral_sequence_step
 from . import behavioral_enrollment
 from . import behavioral_enrollment_event
 from . import behavioral_trace
+from . import behavioral_product_affinity
 from . import account_move
 from . import mail_mail
 from . import behavioral_consent
@@ -14,6 +15,7 @@ from . import mailing_list
 from . import mailing_mailing
 from . import mailing_subscription
 from . import mailing_trace
+from . import mailing_trace_report
 from . import res_partner
 from . import sale_order
 from . import sale_order_line

@@ -33,6 +33,7 @@ TRACE_DEFAULTS = {
     "mail_mail_id_int": 0,
     "mailing_trace_id": False,
     "subject": False,
+    "body_html": False,
 }
 
 # timeline entry kind -> badge class
@@ -156,6 +157,26 @@ class BehavioralEnrollment(models.Model):
     cart_restore_url = fields.Char(
         compute="_compute_cart_restore_url",
         help="Link that restores the cart in the shop; for use in email templates.")
+    # content: what email templates and their dynamic blocks read
+    partner_first_name = fields.Char(
+        compute="_compute_partner_first_name",
+        help="The customer's first name, empty when unknown: use it with a fallback, "
+             "e.g. Hi <t t-out=\"object.partner_first_name\">there</t>.")
+    order_portal_url = fields.Char(
+        compute="_compute_order_portal_url",
+        help="Link to the order in the customer portal, with its access token.")
+    recommended_product_ids = fields.Many2many(
+        "product.product", string="Recommended Products", compute="_compute_recommended_product_ids",
+        help="Products to recommend to this customer now, best first (see behavioral.product.affinity).")
+    browsed_product_ids = fields.Many2many(
+        "product.product", string="Browsed Products", compute="_compute_browsed_product_ids",
+        help="Products the customer looked at lately (those the trigger names, then their visits "
+             "of the website) and can still buy, latest first.")
+    # reporting
+    currency_id = fields.Many2one(related="converted_order_id.currency_id", string="Currency")
+    revenue = fields.Monetary(
+        related="converted_order_id.amount_untaxed", store=True, string="Revenue",
+        help="Untaxed total of the order that converted this enrollment.")
 
     _sql_constraints = [
         ("reentry_unique", "UNIQUE(sequence_id, dedupe_key)",
@@ -180,6 +201,39 @@ class BehavioralEnrollment(models.Model):
     def _compute_cart_restore_url(self):
         for enrollment in self:
             enrollment.cart_restore_url = enrollment._get_cart_restore_url()
+
+    @api.depends("partner_id.name", "partner_id.is_company")
+    def _compute_partner_first_name(self):
+        for enrollment in self:
+            partner = enrollment.partner_id
+            words = (partner.name or "").split() if not partner.is_company else []
+            # a contact named after its email address has no first name
+            enrollment.partner_first_name = words[0] if words and "@" not in words[0] else False
+
+    @api.depends("order_id.access_token")
+    def _compute_order_portal_url(self):
+        for enrollment in self:
+            order = enrollment.order_id.sudo()
+            enrollment.order_portal_url = (
+                f"{order.get_base_url()}{order.get_portal_url()}" if order and order.access_token else False)
+
+    @api.depends("order_id", "partner_id", "payload")
+    def _compute_recommended_product_ids(self):
+        size = int(self.env["ir.config_parameter"].sudo().get_param(
+            "behavioral_email.recommendation_pool_size", 12)) or 12
+        recommendations = self.env["behavioral.product.affinity"]._get_recommendations(self, size)
+        for enrollment in self:
+            enrollment.recommended_product_ids = recommendations[enrollment]
+
+    @api.depends("partner_id", "payload")
+    def _compute_browsed_product_ids(self):
+        Affinity = self.env["behavioral.product.affinity"]
+        browsed = self._get_browsed_product_ids()
+        Product = self.env["product.product"]
+        available = Affinity._filter_available(self, Product.browse({pid for ids in browsed.values() for pid in ids}))
+        for enrollment in self:
+            enrollment.browsed_product_ids = Product.browse(
+                [pid for pid in browsed[enrollment] if pid in available[enrollment]])
 
     @api.depends("partner_id", "sequence_id")
     def _compute_display_name(self):
@@ -527,6 +581,7 @@ class BehavioralEnrollment(models.Model):
             """UPDATE behavioral_enrollment e SET converted_order_id = v.order_id
                  FROM (VALUES %s) AS v(id, order_id) WHERE e.id = v.id""", rows))
         emailed.invalidate_recordset(["converted_order_id"])
+        emailed.modified(["converted_order_id"])  # the stored revenue follows it
         medium = self.env["utm.medium"].sudo()._fetch_or_create_utm_medium("email")
         for sequence in emailed.sequence_id:
             orders = emailed.filtered(lambda e, s=sequence: e.sequence_id == s).converted_order_id.sudo()
@@ -566,6 +621,111 @@ class BehavioralEnrollment(models.Model):
                 "UPDATE sale_order SET access_token = gen_random_uuid()::text "
                 "WHERE id IN %s AND access_token IS NULL", tuple(missing.ids)))
             missing.invalidate_recordset(["access_token"])
+
+    # ------------------------------------------------------------
+    # CONTENT (called by email templates and dynamic blocks)
+    # ------------------------------------------------------------
+
+    @api.model
+    def mail_allowed_qweb_expressions(self):
+        # placeholders that users without the template editor right may use
+        return super().mail_allowed_qweb_expressions() + (
+            "object.partner_first_name",
+            "object.partner_id.name",
+            "object.company_id.name",
+            "object.order_id.name",
+            "object.sequence_id.name",
+        )
+
+    def _get_recommended_products(self, limit=3):
+        """The ``limit`` best products to recommend to this customer now.
+
+        Computed for every enrollment of the batch being rendered at once
+        (one set of queries per batch, see ``_compute_recommended_product_ids``).
+        """
+        self.ensure_one()
+        return self.recommended_product_ids[:limit]
+
+    def _get_browsed_products(self, limit=3):
+        """The ``limit`` products this customer looked at last and can buy
+        now; computed for the whole batch being rendered at once."""
+        self.ensure_one()
+        return self.browsed_product_ids[:limit]
+
+    def _get_browsed_product_ids(self, days=30, limit=12):
+        """{enrollment: [product ids]}: the products each customer viewed
+        lately, latest first: those the trigger names (``payload['product_ids']``,
+        already sorted out by the trigger kind), else the customer's visits of
+        the website; one query per batch."""
+        result = {}
+        partner_ids = set()
+        for enrollment in self:
+            payload = enrollment.payload if isinstance(enrollment.payload, dict) else {}
+            named = payload.get("product_ids")
+            result[enrollment] = [
+                pid for pid in named if isinstance(pid, int) and not isinstance(pid, bool)
+            ] if isinstance(named, list) else []
+            if not result[enrollment]:
+                partner_ids.add(enrollment.partner_id.id)
+        partner_ids.discard(False)
+        if partner_ids:
+            self.env["website.track"].flush_model(["visitor_id", "product_id", "visit_datetime"])
+            self.env["website.visitor"].flush_model(["partner_id"])
+            self.env.cr.execute(SQL(
+                """SELECT partner_id, array_agg(product_id ORDER BY last_view DESC)
+                     FROM (SELECT visitor.partner_id, track.product_id, max(track.visit_datetime) AS last_view,
+                                  row_number() OVER (PARTITION BY visitor.partner_id
+                                                     ORDER BY max(track.visit_datetime) DESC) AS rank
+                             FROM website_track track
+                             JOIN website_visitor visitor ON visitor.id = track.visitor_id
+                            WHERE visitor.partner_id = ANY(%s) AND track.product_id IS NOT NULL
+                              AND track.visit_datetime >= %s
+                            GROUP BY visitor.partner_id, track.product_id) views
+                    WHERE rank <= %s
+                    GROUP BY partner_id""",
+                list(partner_ids), fields.Datetime.now() - timedelta(days=days), limit))
+            views = dict(self.env.cr.fetchall())
+            for enrollment in self:
+                if not result[enrollment]:
+                    result[enrollment] = views.get(enrollment.partner_id.id, [])
+        return result
+
+    def _get_email_company(self):
+        """The company whose name, logo and address the email shows."""
+        self.ensure_one()
+        return (self.company_id or self.order_id.company_id or self.sequence_id.company_id
+                or self.env.company).sudo()
+
+    def _get_email_company_address(self):
+        """The company's postal address on one line, for the email footer."""
+        self.ensure_one()
+        partner = self._get_email_company().partner_id
+        lines = partner._display_address(without_company=True).splitlines()
+        return ", ".join(line.strip() for line in lines if line.strip())
+
+    def _get_preferences_url(self):
+        """Where the customer manages what they receive: their preference
+        page, through its signed link (no login needed)."""
+        self.ensure_one()
+        return f"{self.sequence_id.get_base_url()}{self.partner_id.sudo()._behavioral_preference_path()}"
+
+    def _get_review_links(self):
+        """[(product, url)]: where the customer can review each product of the
+        order: the product page's reviews when the shop shows them, else the
+        order's portal page, signed so that the customer can post there."""
+        self.ensure_one()
+        order = self.order_id.sudo()
+        lines = order.order_line.filtered(
+            lambda line: line.product_id and not line.display_type and not line.is_delivery)
+        products = lines.product_id
+        reviews = self.env.ref("website_sale.product_comment", raise_if_not_found=False)
+        if reviews and reviews.sudo().active:
+            base_url = order.get_base_url()
+            return [(product, f"{base_url}{product.website_url}#o_product_page_reviews") for product in products]
+        if not order.access_token:
+            return []
+        url = f"{order.get_base_url()}{order._get_share_url(pid=self.partner_id.id)}"
+        return [(product, url) for product in products]
 
     def _get_cart_restore_url(self):
         """Link that restores this enrollment's cart in the shop."""

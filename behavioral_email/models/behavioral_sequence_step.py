@@ -515,7 +515,7 @@ class BehavioralSequenceStep(models.Model):
     # CUSTOMER PREFERENCES (preference page link in every marketing email)
     # ------------------------------------------------------------
 
-    def _get_preference_footer(self, enrollment):
+    def _get_preference_footer(self, enrollment, body=""):
         """Footer of a marketing email: why the customer receives it (the
         sequence's ``reason_text``) and a signed link to their preference page,
         in the customer's language. Not a tracked link: it is personal."""
@@ -525,15 +525,21 @@ class BehavioralSequenceStep(models.Model):
         reason = step.sequence_id.reason_text
         url = f"{self.mailing_id.get_base_url()}{partner._behavioral_preference_path()}"
         reason_html = Markup('<p style="margin:0 0 4px 0;">%s</p>') % reason if reason else ""
+        # the email's own footer block may already carry the link
+        link_html = Markup('<a href="%s" style="color:#888888;">%s</a>') % (
+            url, step.env._("Manage preferences")) if url not in (body or "") else ""
+        if not (reason_html or link_html):
+            return ""
         return Markup(
             '<div class="o_behavioral_preferences" style="margin:8px auto 0 auto;max-width:600px;'
             'text-align:center;font-size:12px;color:#888888;font-family:Arial,Helvetica,sans-serif;">'
-            '%s<a href="%s" style="color:#888888;">%s</a></div>'
-        ) % (reason_html, url, step.env._("Manage preferences"))
+            '%s%s</div>'
+        ) % (reason_html, link_html)
 
     def _add_preference_footer(self, enrollment, body):
         """``body`` with the preference footer of ``enrollment`` appended,
         unless the sequence is transactional."""
         if self.sequence_id.consent_mode == "transactional":
             return body
-        return tools.mail.append_content_to_html(body, self._get_preference_footer(enrollment), plaintext=False)
+        footer = self._get_preference_footer(enrollment, body)
+        return tools.mail.append_content_to_html(body, footer, plaintext=False) if footer else body

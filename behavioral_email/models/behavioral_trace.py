@@ -1,6 +1,7 @@
 from collections import defaultdict
 
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 
 
 class BehavioralTrace(models.Model):
@@ -78,7 +79,7 @@ class BehavioralTrace(models.Model):
         help="Id of the mail.mail, kept once the mail is deleted after sending.")
     mailing_trace_id = fields.Many2one(
         "mailing.trace", ondelete="set null", readonly=True, index="btree_not_null")
-    trace_status = fields.Selection(related="mailing_trace_id.trace_status", string="Delivery")
+    trace_status = fields.Selection(related="mailing_trace_id.trace_status", string="Delivery", store=True)
     open_datetime = fields.Datetime(related="mailing_trace_id.open_datetime")
     links_click_datetime = fields.Datetime(related="mailing_trace_id.links_click_datetime", string="Clicked On")
     # -- measurement: the A/B variant sent (behavioral_step_variant.py) --
@@ -86,6 +87,9 @@ class BehavioralTrace(models.Model):
         "behavioral.step.variant", string="Variant", ondelete="set null", readonly=True,
         index="btree_not_null")
     # --
+    body_html = fields.Html(
+        "Email", readonly=True, sanitize=False,
+        help="The email as it was rendered for this customer (before link tracking).")
 
     _sql_constraints = [
         ("enrollment_step_unique", "UNIQUE(enrollment_id, step_id)",
@@ -96,6 +100,25 @@ class BehavioralTrace(models.Model):
     def _compute_display_name(self):
         for trace in self:
             trace.display_name = f"{trace.step_id.display_name} – {trace.partner_id.display_name}"
+
+    # ------------------------------------------------------------
+    # ACTIONS
+    # ------------------------------------------------------------
+
+    def action_view_email(self):
+        """Show the email as the customer received it."""
+        self.ensure_one()
+        if not self.body_html:
+            raise UserError(self.env._("The content of this email was not kept."))
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.subject or self.display_name,
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "views": [(self.env.ref("behavioral_email.behavioral_trace_view_form_email").id, "form")],
+            "target": "new",
+        }
 
     # ------------------------------------------------------------
     # DELIVERY (called by mail.mail once a queued email failed for good)

@@ -14,6 +14,16 @@ class MailingMailing(models.Model):
         help="Technical mailing holding the content and tracking of a sequence step; "
              "it is sent by the sequence, never on its own.")
 
+    def _render_template(self, template_src, model, res_ids, engine="inline_template",
+                         add_context=None, options=None):
+        """Expand the dynamic blocks of a sequence step's body (see
+        ``behavioral.sequence.step._expand_email_blocks``) wherever it is
+        rendered: sending, test emails, "view in browser"."""
+        if engine == "qweb" and template_src and len(self) == 1 and self.use_in_behavioral:
+            template_src = self.env["behavioral.sequence.step"]._expand_email_blocks(template_src)
+        return super()._render_template(
+            template_src, model, res_ids, engine=engine, add_context=add_context, options=options)
+
     @api.model
     def _render_template_qweb(self, template_src, model, res_ids, add_context=None, options=None):
         """Render a sequence step's QWeb body for a whole batch, compiling it once.

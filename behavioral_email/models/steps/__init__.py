@@ -1,4 +1,5 @@
 from . import email
+from . import email_content
 from . import sms
 from . import webhook
 from . import activity

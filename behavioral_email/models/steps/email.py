@@ -14,8 +14,9 @@ from ...tools import backoff_sleep, is_concurrency_error, shared_rows_env
 _logger = logging.getLogger(__name__)
 
 # local links that must stay as they are: mass_mailing turns them into
-# recipient-specific links when the mail is sent
-UNTRACKED_LINKS = ["/unsubscribe_from_list", "/view", "/cards"]
+# recipient-specific links when the mail is sent; the preference page link is
+# personal (signed for the customer), a tracked copy of it would be a leak
+UNTRACKED_LINKS = ["/unsubscribe_from_list", "/view", "/cards", "/email-preferences", "/my/email-preferences"]
 
 CONTENT_FIELDS = ("subject", "preview", "body_html")
 
@@ -241,6 +242,8 @@ class BehavioralSequenceStep(models.Model):
             outcomes[enrollment.id] = {
                 "state": "sent",
                 "subject": rendered[enrollment.id]["subject"],
+                # kept so that staff can see what the customer received
+                "body_html": rendered[enrollment.id]["body"],
                 "mail_mail_id": mail.id,
                 "mail_mail_id_int": mail.id,
                 "mailing_trace_id": mail.mailing_trace_ids[:1].id,

@@ -66,8 +66,13 @@ registry.category("web_tour.tours").add("behavioral_email_sequence_tour", {
             run: "click",
         },
         {
+            content: "Start from the plain text layout of the email editor",
+            trigger: '.o_field_widget[name="body_arch"] :iframe #basic',
+            run: "click",
+        },
+        {
             content: "Write the email",
-            trigger: ".o_field_html[name=body_html] .odoo-editor-editable",
+            trigger: '.o_field_widget[name="body_arch"] :iframe .o_layout.o_basic_theme p:first',
             run: "editor Hello from the shop, welcome aboard!",
         },
         ...stepUtils.saveForm(),
