@@ -36,7 +36,7 @@ class TestSendTest(StepsCommon):
         self.assertEqual(mail.subject, "[TEST] You left something in your cart")
         self.assertEqual(mail.email_to, "tester@example.com")
         self.assertFalse(mail.recipient_ids)
-        self.assertIn("Hi Alice Customer", mail.body_html)
+        self.assertIn("Hi Alice,", mail.body_html)
         self.assertIn("Olive Tree", mail.body_html)
         self.assertIn("/shop/cart?access_token=", mail.body_html)
         self.assertFalse(mail.mailing_id)
@@ -54,7 +54,7 @@ class TestSendTest(StepsCommon):
         enrollment = self.enrollments(self.cart_sequence, self.bob)
         wizard = self._send_test(self.bob)
         self.assertEqual(wizard.enrollment_id, enrollment)
-        self.assertIn("Hi Bob Customer", self._new_mails.body_html)
+        self.assertIn("Hi Bob,", self._new_mails.body_html)
         self.assertFalse(enrollment.trace_ids)
 
     def test_bad_address_refused(self):

@@ -707,7 +707,10 @@ class BehavioralEnrollment(models.Model):
         """Where the customer manages what they receive: their preference
         page, through its signed link (no login needed)."""
         self.ensure_one()
-        return f"{self.sequence_id.get_base_url()}{self.partner_id.sudo()._behavioral_preference_path()}"
+        partner = self.partner_id.sudo()
+        if not partner.id:  # a made-up enrollment (content check, preview): the portal page
+            return f"{self.sequence_id.get_base_url()}/my/email-preferences"
+        return f"{self.sequence_id.get_base_url()}{partner._behavioral_preference_path()}"
 
     def _get_review_links(self):
         """[(product, url)]: where the customer can review each product of the
