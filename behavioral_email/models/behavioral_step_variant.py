@@ -401,8 +401,8 @@ class BehavioralSequenceStep(models.Model):
             value = stats.arm_value(arm, self.ab_metric)
             if revenue:
                 return self.env._("%(value)s per recipient", value=currency.format(value))
-            return self.env._("%(rate)s %% (%(count)s of %(sent)s)",
-                              rate=f"{value * 100:.1f}", count=arm.successes, sent=arm.n)
+            rate = f"{value * 100:.1f}"
+            return self.env._("%(rate)s %% (%(count)s of %(sent)s)", rate=rate, count=arm.successes, sent=arm.n)
 
         def p_text(p_value):
             return "< 0.0001" if p_value < 0.0001 else f"{p_value:.4f}"
@@ -412,16 +412,18 @@ class BehavioralSequenceStep(models.Model):
             for c in decision.comparisons)
         threshold = f"{decision.alpha:.4g}"
         if len(decision.comparisons) > 1:
+            alpha = f"{1 - self.ab_confidence:.2g}"
             threshold = self.env._(
                 "%(threshold)s (%(alpha)s shared among %(count)s comparisons)",
-                threshold=threshold, alpha=f"{1 - self.ab_confidence:.2g}", count=len(decision.comparisons))
+                threshold=threshold, alpha=alpha, count=len(decision.comparisons))
+        confidence = f"{self.ab_confidence * 100:g}"
         text = self.env._(
             "Step “%(step)s”: %(winner)s wins on %(metric)s with %(score)s. "
             "%(test)s at %(confidence)s %% confidence: %(comparisons)s, each below %(threshold)s. "
             "Every customer now gets %(winner)s.",
             step=self.display_name, winner=winner.name, metric=metric_label.lower(), score=score(
                 next(arm for arm in arms if arm.key == winner.id)),
-            test=test, confidence=f"{self.ab_confidence * 100:g}", comparisons=comparisons,
+            test=test, confidence=confidence, comparisons=comparisons,
             threshold=threshold)
         rows = Markup("").join(
             Markup("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>") % (
