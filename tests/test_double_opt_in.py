@@ -81,8 +81,9 @@ class TestDoubleOptIn(PreferencePageCase):
         token = path.split("/")[-1]
         bob_mail = self.subscribe_on_the_page(self.bob)
         bob_token = self.confirm_path(bob_mail).split("/")[-1]
+        tampered = token[:-1] + ("1" if token.endswith("0") else "0")
         for bad in (
-            f"/email-preferences/confirm/{subscription_id}/{token[:-1]}0",
+            f"/email-preferences/confirm/{subscription_id}/{tampered}",
             f"/email-preferences/confirm/{subscription_id}/{bob_token}",
             f"/email-preferences/confirm/999999999/{token}",
             f"/email-preferences/confirm/99999999999/{token}",

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from freezegun import freeze_time
@@ -21,7 +21,7 @@ from lxml import html
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.tests.common import HttpCase, tagged
 
-from .common import BehavioralCase
+from .common import NOW, BehavioralCase
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -31,10 +31,17 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 class ShopMixin:
     """A shop with a sales history, so that there is something to recommend.
-    Its clock is the real one: the browser runs in real time."""
+    The shop's history, the carts and the crons run at fixed clocks; only the
+    browser runs in real time, and nothing in the sequences depends on when
+    the marketer started them."""
 
     @classmethod
     def _build_shop(cls):
+        with freeze_time(NOW - timedelta(days=1)):
+            cls._build_shop_history()
+
+    @classmethod
+    def _build_shop_history(cls):
         env = cls.env
         cls._init_mail_gateway()
         cls.company = env.company
@@ -70,10 +77,12 @@ class ShopMixin:
         env["behavioral.trigger"].search([("state", "=", "new")]).write({"state": "done"})
 
     def _abandon_cart(self, lines, customer=None):
-        cart = self.env["sale.order"].create({
-            "partner_id": (customer or self.customer).id, "website_id": self.website.id,
-            "order_line": [(0, 0, {"product_id": product.id, "product_uom_qty": qty}) for product, qty in lines],
-        })
+        with freeze_time(NOW):
+            cart = self.env["sale.order"].create({
+                "partner_id": (customer or self.customer).id, "website_id": self.website.id,
+                "order_line": [(0, 0, {"product_id": product.id, "product_uom_qty": qty})
+                               for product, qty in lines],
+            })
         return cart
 
     def _run_crons(self, at):
@@ -110,7 +119,7 @@ class TestEditorTour(HttpCase, BehavioralCase, ShopMixin):
         pot, tree, planter = self.cart_products
         cart = self._abandon_cart([(pot, 2), (tree, 1), (planter, 3)])
         with self.mock_mail_gateway():
-            self._run_crons(datetime.now() + timedelta(hours=1, minutes=5))
+            self._run_crons(NOW + timedelta(hours=1, minutes=5))
         mail = self._new_mails.filtered(lambda m: self.customer in m.recipient_ids)
         self.assertEqual(len(mail), 1)
         root = html.fromstring(mail.body_html)
@@ -179,11 +188,11 @@ class TestEmailsAtPhoneWidth(HttpCase, BehavioralCase, ShopMixin):
         buyer = self.env["res.partner"].with_context(behavioral_no_capture=True).create(
             {"name": "Bruno Buyer", "email": "bruno@example.com"})
         order = self._abandon_cart([(planter, 1), (tree, 2)], customer=buyer)
-        order.action_confirm()
-        with freeze_time(datetime.now()):
+        with freeze_time(NOW):
+            order.action_confirm()
             self.env["res.partner"].create({"name": "Nina Newcomer", "email": "nina@example.com"})
         mails = self.env["mail.mail"]
-        start = datetime.now() + timedelta(hours=1, minutes=5)
+        start = NOW + timedelta(hours=1, minutes=5)
         with self.mock_mail_gateway():
             for day in (0, 1, 3, 4, 15):
                 self._run_crons(start + timedelta(days=day))

@@ -25,10 +25,13 @@ registry.category("web_tour.tours").add("behavioral_email_editor_tour", {
         {
             content: "The editor shows the email and its dynamic blocks",
             trigger: `${EDITOR} :iframe .o_behavioral_block[data-behavioral-block=cart_lines] .o_behavioral_block_content[contenteditable=false]`,
+            // the editor's frame builds its own asset bundles on first use
+            timeout: 60000,
         },
         {
             content: "The Shop content blocks are offered",
             trigger: `${EDITOR} #behavioral_email_blocks [name="Recommended products"] .oe_snippet_thumbnail`,
+            timeout: 30000,
         },
         {
             content: "Rewrite the text above the cart lines",
