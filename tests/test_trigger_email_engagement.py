@@ -6,6 +6,7 @@ tracking pixel and clicked through its tracked link, over HTTP.
 """
 import re
 from datetime import timedelta
+from unittest.mock import patch
 
 from freezegun import freeze_time
 
@@ -213,6 +214,23 @@ class TestEmailEngagement(HttpCase, BehavioralCommon):
             self.run_crons(NOW + timedelta(hours=3, minutes=1))
         self.assertQueued(dora, count=0, sequence=self.follow_up)
         self.assertEqual(len(self._triggers("email_clicked")), 1)
+
+    def test_capture_failure_never_breaks_the_tracking(self):
+        """A capture that fails is logged; the customer is still redirected
+        and Odoo still records the open and the click."""
+        self.follow_up.write({"trigger_type": "email_clicked"})
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora,), bodies = self._receive_welcome(["Dora"])
+        Trigger = type(self.env["behavioral.trigger"])
+        with patch.object(Trigger, "_capture_email_clicked", side_effect=RuntimeError("boom")), \
+                self.assertLogs("odoo.addons.behavioral_email.models.mailing_trace", "ERROR"):
+            self.assertIn("/shop", self._click(bodies[dora], NOW + timedelta(hours=1)))
+        self.env.invalidate_all()
+        trace = self.enrollments(self.welcome_sequence, dora).trace_ids.mailing_trace_id
+        self.assertRecordValues(trace, [{
+            "trace_status": "open", "links_click_datetime": NOW + timedelta(hours=1)}])
+        self.assertFalse(self._triggers("email_clicked"))
 
     def test_own_emails_do_not_loop(self):
         """A sequence reacting to any email ignores its own emails: opening
