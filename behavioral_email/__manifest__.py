@@ -25,6 +25,8 @@
         "data/behavioral_sequence_customer_inactive_data.xml",
         "data/behavioral_sequence_date_anniversary_data.xml",
         "data/behavioral_sequence_newsletter_subscribed_data.xml",
+        "data/behavioral_sequence_invoice_paid_data.xml",
+        "data/behavioral_sequence_custom_event_data.xml",
         "data/mail_template_data.xml",
         "views/behavioral_trigger_views.xml",
         "views/behavioral_sequence_views.xml",

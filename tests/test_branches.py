@@ -82,6 +82,34 @@ class TestBranches(BranchCase):
         self.assertRecordValues(self.enrollments(sequence, nina), [{"state": "done"}])
         self.assertEqual(self.subjects(sequence, nina)[-1], ("Since you looked: 10% off", "skipped"))
 
+    def test_link_of_another_email_is_no_click(self):
+        """Odoo's /r/<code>/m/<trace id> takes any link's code with any trace
+        id: Carl puts the code of a link of his own news email on the trace
+        of Nina's email. Odoo marks her email clicked; the branch does not."""
+        sequence = self.make_sequence("Clickers", [email_step("See the garden")])
+        self.env["behavioral.sequence.step"].create(dict(
+            email_step("Since you looked: 10% off", delay=1), sequence_id=sequence.id, sequence=20,
+            parent_id=sequence.step_ids.id, branch_condition="clicked"))
+        news = self.make_sequence("News", [email_step("Garden news")])
+        carl, nina = self.new_contact("Carl Clicker"), self.new_contact("Nina Noclick")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(minutes=1))
+        carl_news = self.assertQueued(carl, sequence=news)
+        nina_mail = self.assertQueued(nina, sequence=sequence)
+        code = re.search(r"/r/([A-Za-z0-9]+)", carl_news.body_html).group(1)
+        self.assertNotIn(f'/r/{code}"', nina_mail.body_html)
+        with freeze_time(NOW + timedelta(hours=5)):
+            response = self.url_open(f"/r/{code}/m/{nina_mail.mailing_trace_ids.id}", allow_redirects=False)
+        self.assertEqual(response.status_code, 301)
+        self.env.invalidate_all()
+        self.assertEqual(nina_mail.mailing_trace_ids.links_click_datetime, NOW + timedelta(hours=5))
+        self.click_email(self.assertQueued(carl, sequence=sequence), NOW + timedelta(hours=6))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=1, minutes=2))
+        self.assertEqual(self.assertQueued(carl).subject, "Since you looked: 10% off")
+        self.assertQueued(nina, count=0)
+        self.assertEqual(self.subjects(sequence, nina)[-1], ("Since you looked: 10% off", "skipped"))
+
     def test_condition_on_the_customer(self):
         sequence = self.make_sequence("Gardeners", [email_step("Welcome")])
         first = sequence.step_ids

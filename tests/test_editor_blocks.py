@@ -53,8 +53,10 @@ class TestEditorBlocks(BehavioralCommon):
     def test_shipped_emails_hold_blocks_not_loops(self):
         """The editor never sees a loop: the shipped emails hold placeholders,
         in the layout the mass-mailing editor edits (a theme, a drop zone)."""
-        steps = (self.cart_sequence | self.order_sequence | self.welcome_sequence).step_ids
-        self.assertEqual(len(steps), 8)
+        steps = (self.cart_sequence | self.order_sequence | self.welcome_sequence
+                 | self.env.ref("behavioral_email.sequence_invoice_paid")
+                 | self.env.ref("behavioral_email.sequence_trial_started")).step_ids
+        self.assertEqual(len(steps), 12)
         for step in steps:
             self.assertNotIn("t-foreach", step.body_arch)
             self.assertEqual(step.body_arch, step.body_html)

@@ -150,6 +150,28 @@ class TestPostPurchaseAndWelcome(BehavioralCommon):
         self.assertQueued(gina)
 
 
+class TestShippedSequences(BehavioralCommon):
+
+    def test_every_shipped_sequence_is_a_draft_that_starts_as_it_is(self):
+        """Installing emails nobody; each shipped sequence has emails whose
+        dynamic blocks are intact, and starts without a change."""
+        data = self.env["ir.model.data"].search([
+            ("module", "=", "behavioral_email"), ("model", "=", "behavioral.sequence")])
+        self.assertLessEqual(
+            {"sequence_cart", "sequence_order", "sequence_welcome", "sequence_invoice_paid", "sequence_trial_started"},
+            set(data.mapped("name")))
+        sequences = self.env["behavioral.sequence"].browse(data.mapped("res_id"))
+        self.assertEqual(set(sequences.mapped("state")), {"draft"})
+        for sequence in sequences:
+            with self.subTest(sequence=sequence.name):
+                emails = sequence.step_ids.filtered(lambda s: s.step_type == "email")
+                self.assertTrue(emails)
+                for step in emails:
+                    self.assertFalse(step._get_email_content_error(), step.display_name)
+                sequence.action_start()
+                self.assertEqual(sequence.state, "running")
+
+
 class TestSequenceForm(BehavioralCommon):
 
     @users("marketer")

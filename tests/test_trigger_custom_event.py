@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 from freezegun import freeze_time
+from lxml import html
 
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.exceptions import ValidationError
@@ -94,6 +95,63 @@ class TestCustomEvent(HttpCase, BehavioralCommon):
             self.run_crons(NOW + timedelta(days=1))
         self.assertFalse(self._new_mails, "rerunning the crons adds nothing")
         self.assertEqual(self.enrollments(self.sequence).state, "done")
+
+    def test_shipped_trial_onboarding(self):
+        """The shipped "Trial onboarding": another system posts trial_started
+        with its API key; each customer gets one email that shows the event's
+        plan and length as text, never as HTML, and leaves out what is missing
+        or not a plain value. A blocklisted customer gets nothing. Ten days
+        later, the reminder before the trial ends."""
+        shipped = self.env.ref("behavioral_email.sequence_trial_started")
+        self.assertEqual(shipped.state, "draft")
+        self.start(shipped)
+        self.env["mail.blacklist"]._add("bob@example.com")
+        for email, properties in (
+                ("alice@example.com", {"plan": "Pro", "trial_days": 14}),
+                ("bob@example.com", {"plan": "Pro", "trial_days": 14}),
+                ("carol@example.com", {"plan": "<b onmouseover='alert(1)'>Gold</b>\n", "trial_days": {"n": 3}})):
+            response = self.post(self.event(email=email, properties=properties))
+            self.assertEqual(response.status_code, 202, response.text)
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(minutes=1))
+        self.assertEqual(len(self._new_mails), 2)
+        mail = self.assertQueued(self.alice, sequence=shipped)
+        self.assertEqual(mail.subject, "Your trial has started")
+        self.assertIn("Your trial of <strong>Pro</strong> has started and runs for 14 days.", mail.body_html)
+        self.assertIn("Hi Alice,", mail.body_html)
+        carol_mail = self.assertQueued(self.carol, sequence=shipped)
+        self.assertIn("Your trial of <strong>&lt;b onmouseover='alert(1)'&gt;Gold&lt;/b&gt;</strong> has started.",
+                      carol_mail.body_html)
+        self.assertFalse(html.fromstring(carol_mail.body_html).xpath("//*[@onmouseover]"))
+        self.assertNotIn("runs for", carol_mail.body_html)
+        self.assertRecordValues(self.enrollments(shipped, self.bob), [{"state": "exited", "exit_reason": "blacklisted"}])
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=10, minutes=2))
+        reminder = self.assertQueued(self.alice, sequence=shipped)
+        self.assertEqual(reminder.subject, "Your trial ends soon")
+        self.assertIn("Your trial of <strong>Pro</strong> ends in a few days.", reminder.body_html)
+        self.assertEqual(len(self._new_mails), 2)
+        self.assertEqual(set(self.enrollments(shipped).mapped("state")), {"done", "exited"})
+
+    def test_event_property_accessor(self):
+        """What an email may show of an event's properties: plain texts and
+        numbers, as text; the default for anything else."""
+        shipped = self.env.ref("behavioral_email.sequence_trial_started")
+        self.start(shipped)
+        with freeze_time(NOW):
+            self.env["behavioral.trigger"]._capture_custom_event("trial_started", self.carol, {
+                "plan": "  Pro\tplus \u202e ", "days": 14, "ratio": 2.5, "whole": 3.0, "trial": True,
+                "nested": {"a": 1}, "list": [1], "empty": "", "none": None, "long": "x" * 500,
+            })
+        self.run_crons(NOW + timedelta(minutes=1), advance=False)
+        get = self.enrollments(shipped, self.carol).ensure_one()._get_event_property
+        self.assertEqual(get("plan"), "Pro plus")
+        self.assertEqual((get("days"), get("ratio"), get("whole")), ("14", "2.5", "3"))
+        for name in ("trial", "nested", "list", "empty", "none", "missing"):
+            self.assertIs(get(name), False, name)
+        self.assertEqual(get("missing", "your"), "your")
+        self.assertEqual(len(get("long")), 200)
 
     def test_repeated_idempotency_key_returns_the_same_trigger(self):
         first = self.post(self.event(idempotency_key="order-42"))

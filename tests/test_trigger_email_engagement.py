@@ -6,6 +6,7 @@ tracking pixel and clicked through its tracked link, over HTTP.
 """
 import re
 from datetime import timedelta
+from unittest.mock import patch
 
 from freezegun import freeze_time
 
@@ -164,6 +165,72 @@ class TestEmailEngagement(HttpCase, BehavioralCommon):
             self.run_crons(NOW + timedelta(hours=2, minutes=1))
         self.assertFalse(self._new_mails)
         self.assertEqual(len(self._triggers("email_clicked")), 1)
+
+    def test_click_through_another_mailings_link_starts_nothing(self):
+        """Odoo's /r/<code>/m/<trace id> takes any link's code with any trace
+        id. Bob puts the code of the spring sale's link he received on the
+        trace of Dora's welcome email: Odoo redirects him as it always does,
+        and nothing starts for Dora. Her own click starts the follow-up, once."""
+        self.follow_up.write({"trigger_type": "email_clicked", "engagement_step_id": False})
+        on_open = self.follow_up.copy({"name": "You opened it", "trigger_type": "email_opened"})
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        self.start(on_open)
+        (dora,), bodies = self._receive_welcome(["Dora"])
+        dora_trace = self.enrollments(self.welcome_sequence, dora).trace_ids.mailing_trace_id
+        mailing, sale_bodies = self._mailing("res.partner", self.bob)
+        bob_link = TRACKED_LINK.search(self._body_for(sale_bodies, self.bob)).group(0)
+        code = bob_link.split("/")[2]
+        bob_trace = mailing.mailing_trace_ids
+        self.assertNotEqual(bob_trace, dora_trace)
+
+        with freeze_time(NOW + timedelta(hours=1)):
+            response = self.url_open(f"/r/{code}/m/{dora_trace.id}", allow_redirects=False)
+        self.assertEqual(response.status_code, 301)
+        self.assertIn("https://shop.example.com/spring", response.headers["Location"])
+        self.env.invalidate_all()
+        # Odoo itself counts it on Dora's email...
+        self.assertEqual(dora_trace.links_click_datetime, NOW + timedelta(hours=1))
+        self.assertEqual(bob_trace.trace_status, "sent")
+        # ...the sequences do not
+        self.assertFalse(self._triggers("email_clicked") | self._triggers("email_opened"))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+        self.assertFalse(self._new_mails)
+
+        self._click(bodies[dora], NOW + timedelta(hours=2))
+        clicked = self._triggers("email_clicked")
+        self.assertRecordValues(clicked, [{
+            "partner_id": dora.id, "res_id": dora_trace.id, "occurred_at": NOW + timedelta(hours=2)}])
+        self.assertIn("/shop", clicked.payload["url"])
+        self.assertNotIn("spring", clicked.payload["url"], "the address Dora clicked, not Bob's")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2, minutes=1))
+        self.assertIn("/shop", self.assertQueued(dora, sequence=self.follow_up).body_html)
+        self._click(bodies[dora], NOW + timedelta(hours=3))
+        with freeze_time(NOW + timedelta(hours=3)):
+            self.assertEqual(self.url_open(f"/r/{code}/m/{dora_trace.id}", allow_redirects=False).status_code, 301)
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=3, minutes=1))
+        self.assertQueued(dora, count=0, sequence=self.follow_up)
+        self.assertEqual(len(self._triggers("email_clicked")), 1)
+
+    def test_capture_failure_never_breaks_the_tracking(self):
+        """A capture that fails is logged; the customer is still redirected
+        and Odoo still records the open and the click."""
+        self.follow_up.write({"trigger_type": "email_clicked"})
+        self.start(self.welcome_sequence)
+        self.start(self.follow_up)
+        (dora,), bodies = self._receive_welcome(["Dora"])
+        Trigger = type(self.env["behavioral.trigger"])
+        with patch.object(Trigger, "_capture_email_clicked", side_effect=RuntimeError("boom")), \
+                self.assertLogs("odoo.addons.behavioral_email.models.mailing_trace", "ERROR"):
+            self.assertIn("/shop", self._click(bodies[dora], NOW + timedelta(hours=1)))
+        self.env.invalidate_all()
+        trace = self.enrollments(self.welcome_sequence, dora).trace_ids.mailing_trace_id
+        self.assertRecordValues(trace, [{
+            "trace_status": "open", "links_click_datetime": NOW + timedelta(hours=1)}])
+        self.assertFalse(self._triggers("email_clicked"))
 
     def test_own_emails_do_not_loop(self):
         """A sequence reacting to any email ignores its own emails: opening

@@ -3,14 +3,15 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from freezegun import freeze_time
+from lxml import html
 
-from odoo.tests.common import tagged
+from odoo.tests.common import HttpCase, tagged
 
 from .common import NOW, BehavioralCommon
 
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
-class TestInvoicePaid(BehavioralCommon):
+class TestInvoicePaid(HttpCase, BehavioralCommon):
 
     @classmethod
     def setUpClass(cls):
@@ -141,6 +142,74 @@ class TestInvoicePaid(BehavioralCommon):
             "state": "exited", "exit_reason": "goal"}])
         carol_trigger = self.triggers().filtered(lambda t: t.partner_id == self.carol)
         self.assertIn("older than the entry window", carol_trigger.state_msg)
+
+    def test_shipped_sequence_thanks_with_the_invoice(self):
+        """The shipped "Thank you for your payment": a payment registered on
+        the invoice of a shop order queues one email for its customer, with
+        her invoice and a link that opens it on the portal without logging in;
+        five days later, ideas for her next purchase. A blocklisted customer
+        gets nothing."""
+        shipped = self.env.ref("behavioral_email.sequence_invoice_paid")
+        self.assertEqual(shipped.state, "draft")
+        self.assertEqual(shipped.consent_mode, "marketing", "marketing, like the post-purchase series")
+        self.start(shipped)
+        self.env["mail.blacklist"]._add("bob@example.com")
+        order, invoice = self.invoice_order(self.alice)
+        _bob_order, bob_invoice = self.invoice_order(self.bob)
+        self.pay(invoice, NOW + timedelta(hours=2))
+        self.pay(bob_invoice, NOW + timedelta(hours=2))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2, minutes=1))
+        mail = self.assertQueued(self.alice, sequence=shipped)
+        self.assertEqual(len(self._new_mails), 1)
+        self.assertEqual(mail.subject, "Thank you for your payment")
+        root = html.fromstring(mail.body_html)
+        text = " ".join(root.text_content().split())
+        self.assertIn("Hi Alice,", text)
+        self.assertIn(f"We received your payment for invoice {invoice.name}. Thank you!", text)
+        amount = invoice.currency_id.format(80.0).replace("\N{NO-BREAK SPACE}", " ")
+        self.assertIn(f"Invoice {invoice.name} · {amount}", text)
+        [button] = root.xpath("//a[contains(., 'View my invoice')]")
+        code = button.get("href").rsplit("/r/", 1)[1]
+        url = self.env["link.tracker.code"].search([("code", "=", code)]).link_id.url
+        self.assertTrue(invoice.access_token)
+        self.assertEqual(url, f"{invoice.get_base_url()}/my/invoices/{invoice.id}?access_token={invoice.access_token}")
+        page = self.url_open(url.removeprefix(invoice.get_base_url()))
+        self.assertEqual(page.status_code, 200)
+        self.assertIn(invoice.name, page.text)
+        self.assertRecordValues(self.enrollments(shipped, self.bob), [{"state": "exited", "exit_reason": "blacklisted"}])
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=5, hours=2))
+        self.assertFalse(self._new_mails, "five days after the payment")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=5, hours=2, minutes=2))
+        ideas = self.assertQueued(self.alice, sequence=shipped)
+        self.assertEqual(len(self._new_mails), 1)
+        self.assertEqual(ideas.subject, "Picked for you")
+        self.assertIn(f"Thank you again for your order {order.name}.", " ".join(
+            html.fromstring(ideas.body_html).text_content().split()))
+        self.assertEqual(self.enrollments(shipped, self.alice).state, "done")
+
+    def test_shipped_sequence_leaves_other_invoices_alone(self):
+        """Invoices of orders the sales team took, and invoices paid back
+        before the next email, get no email of the shipped sequence."""
+        shipped = self.env.ref("behavioral_email.sequence_invoice_paid")
+        self.start(shipped)
+        quotation = self.env["sale.order"].create({
+            "partner_id": self.carol.id,
+            "order_line": [(0, 0, {"product_id": self.tree.id, "product_uom_qty": 1})],
+        })
+        self.confirm(quotation, NOW)
+        with freeze_time(NOW):
+            backend_invoice = quotation._create_invoices()
+            backend_invoice.action_post()
+        self.pay(backend_invoice, NOW + timedelta(hours=1))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+        self.assertQueued(self.carol, count=0)
+        trigger = self.triggers().filtered(lambda t: t.res_id == backend_invoice.id)
+        self.assertIn("does not match the filter", trigger.state_msg)
 
     def test_capture_failure_never_breaks_the_payment(self):
         _order, invoice = self.invoice_order(self.alice)

@@ -181,7 +181,9 @@ class TestEmailsAtPhoneWidth(HttpCase, BehavioralCase, ShopMixin):
     def test_shipped_emails_fit_a_phone(self):
         order_sequence = self.env.ref("behavioral_email.sequence_order")
         welcome_sequence = self.env.ref("behavioral_email.sequence_welcome")
-        sequences = self.cart_sequence | order_sequence | welcome_sequence
+        sequences = (self.cart_sequence | order_sequence | welcome_sequence
+                     | self.env.ref("behavioral_email.sequence_invoice_paid")
+                     | self.env.ref("behavioral_email.sequence_trial_started"))
         sequences.action_start()
         pot, tree, planter = self.cart_products
         self._abandon_cart([(pot, 2), (tree, 1), (planter, 3)])
@@ -190,13 +192,19 @@ class TestEmailsAtPhoneWidth(HttpCase, BehavioralCase, ShopMixin):
         order = self._abandon_cart([(planter, 1), (tree, 2)], customer=buyer)
         with freeze_time(NOW):
             order.action_confirm()
-            self.env["res.partner"].create({"name": "Nina Newcomer", "email": "nina@example.com"})
+            invoice = order._create_invoices()
+            invoice.action_post()
+            self.env["account.payment.register"].with_context(
+                active_model="account.move", active_ids=invoice.ids).create({})._create_payments()
+            nina = self.env["res.partner"].create({"name": "Nina Newcomer", "email": "nina@example.com"})
+            self.env["behavioral.trigger"]._capture_custom_event(
+                "trial_started", nina, {"plan": "Professional Gardener Unlimited Annual Membership", "trial_days": 14})
         mails = self.env["mail.mail"]
         start = NOW + timedelta(hours=1, minutes=5)
         with self.mock_mail_gateway():
             for day in (0, 1, 3, 4, 15):
                 self._run_crons(start + timedelta(days=day))
             mails = self._new_mails.filtered(lambda m: m.model == "behavioral.enrollment")
-        self.assertEqual(len(mails), 8, mails.mapped("subject"))
+        self.assertEqual(len(mails), 12, mails.mapped("subject"))
         for mail in mails:
             self._assert_fits(mail)

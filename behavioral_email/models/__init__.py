@@ -16,6 +16,7 @@ from . import mailing_mailing
 from . import mailing_subscription
 from . import mailing_trace
 from . import mailing_trace_report
+from . import link_tracker_click
 from . import res_partner
 from . import sale_order
 from . import sale_order_line

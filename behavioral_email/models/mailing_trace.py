@@ -1,4 +1,5 @@
 import logging
+from contextlib import contextmanager
 
 from odoo import models
 from odoo.tools import SQL
@@ -37,24 +38,27 @@ class MailingTrace(models.Model):
 
     def set_opened(self, domain=None):
         traces = super().set_opened(domain=domain)
-        traces._behavioral_capture("email_opened")
+        if traces:
+            with traces._behavioral_capturing():
+                self.env["behavioral.trigger"].sudo()._capture_email_opened(traces.sudo())
         return traces
 
     def set_clicked(self, domain=None):
         traces = super().set_clicked(domain=domain)
-        traces._behavioral_capture("email_clicked")
+        if traces:
+            with traces._behavioral_capturing():
+                self.env["behavioral.trigger"].sudo()._capture_email_clicked(traces.sudo())
         return traces
 
-    def _behavioral_capture(self, kind):
-        """Record the opens or clicks of these traces as triggers; never
-        raising: the tracking pixel and the link redirection must always work."""
-        if not self:
-            return
+    @contextmanager
+    def _behavioral_capturing(self):
+        """Run the capture of these traces' opens or clicks; never raising:
+        the tracking pixel and the link redirection must always work."""
         # written by the tracking call itself: flushed out of the savepoint,
         # so that a failing capture cannot take the open or click with it
         self.env.flush_all()
         try:
             with self.env.cr.savepoint(flush=False):
-                getattr(self.env["behavioral.trigger"].sudo(), f"_capture_{kind}")(self.sudo())
+                yield
         except Exception:  # noqa: BLE001 - capture must never break the tracking
-            _logger.exception("behavioral_email: could not capture %s of traces %s", kind, self.ids)
+            _logger.exception("behavioral_email: could not capture the engagement of traces %s", self.ids)

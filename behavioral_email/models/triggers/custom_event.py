@@ -17,6 +17,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 # nesting of the properties at most
 MAX_DEPTH = 32
 API_FIELDS = {"event", "email", "partner_id", "properties", "occurred_at", "idempotency_key"}
+# characters of a property an email shows at most
+PROPERTY_TEXT_MAX = 200
 
 
 def _json_problem(value):
@@ -348,6 +350,35 @@ class BehavioralSequence(models.Model):
                 'Sequence %(name)s: the event properties filter must be a JSON object, e.g. {"plan": "pro"}.',
                 name=self.name))
         return value
+
+
+class BehavioralEnrollment(models.Model):
+    _inherit = "behavioral.enrollment"
+
+    def _get_event_property(self, name, default=False):
+        """A property of the event that started this enrollment, as text for
+        an email, e.g. ``<t t-out="object._get_event_property('plan')">your</t>``.
+
+        Only plain values are shown: a text (control characters removed, cut
+        to :data:`PROPERTY_TEXT_MAX` characters) or a number. Anything else (a
+        missing property, an object, a list, true or false, an empty text)
+        gives ``default``, so that the placeholder's own text shows. ``t-out``
+        escapes what is shown: a property cannot add HTML to the email.
+        """
+        self.ensure_one()
+        payload = self.payload if isinstance(self.payload, dict) else {}
+        properties = payload.get("properties")
+        value = properties.get(name) if isinstance(properties, dict) else None
+        if isinstance(value, bool) or value is None:
+            return default
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else f"{value:g}"
+        if isinstance(value, str):
+            text = " ".join("".join(char if char.isprintable() else " " for char in value).split())
+            return text[:PROPERTY_TEXT_MAX] or default
+        return default
 
 
 class ResPartner(models.Model):

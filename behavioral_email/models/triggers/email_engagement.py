@@ -95,14 +95,43 @@ class BehavioralTrigger(models.Model):
         return [row[0] for row in self.env.cr.fetchall()]
 
     @api.model
-    def _capture_email_engagement(self, kind, traces, payload=None):
+    def _sql_engagement_from_own_link(self):
+        """SQL (on alias ``mt``): the open or click being recorded does not
+        come from a link of another mailing.
+
+        Odoo's ``/r/<code>/m/<trace id>`` route takes any link's code with any
+        trace id, and trace ids are sequential: whoever holds one tracked link
+        could mark another customer's email opened and clicked. A click on a
+        tracked link marks its trace opened then clicked
+        (``link.tracker.click.add_click``), which names the link's code in the
+        context (``behavioral_click_code``); an open recorded otherwise (the
+        tracking pixel, a reply) holds.
+        """
+        code = self.env.context.get("behavioral_click_code")
+        if code is None:
+            return SQL("TRUE")
+        return SQL(
+            """EXISTS (SELECT 1 FROM link_tracker_code code
+                         JOIN link_tracker link ON link.id = code.link_id
+                        WHERE code.code = %s AND link.mass_mailing_id = mt.mass_mailing_id)""",
+            code)
+
+    @api.model
+    def _capture_email_engagement(self, kind, traces, payload=None, where=None):
         """Record ``kind`` for these traces, now; nothing when no running
-        sequence listens to it. One statement for the whole set."""
+        sequence listens to it, nor for an open or click that came through a
+        link of another mailing. One statement for the whole set.
+
+        :param SQL where: a further condition on the traces (alias ``mt``)
+        """
         if not traces or not self._is_kind_running(kind):
             return []
-        self.env.flush_all()  # callers flush first (mailing.trace._behavioral_capture): a no-op then
+        self.env.flush_all()  # callers flush first (mailing.trace._behavioral_capturing): a no-op then
+        conditions = [SQL("mt.id IN %s", tuple(traces.ids)), self._sql_engagement_from_own_link()]
+        if where is not None:
+            conditions.append(where)
         ids = self._sql_engagement_insert(
-            kind, SQL("mt.id IN %s", tuple(traces.ids)), SQL("%s", fields.Datetime.now()), payload=payload)
+            kind, SQL(" AND ").join(conditions), SQL("%s", fields.Datetime.now()), payload=payload)
         if ids:
             self._trigger_enroll_cron()
         return ids

@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.tools import SQL
 
 
 class BehavioralTrigger(models.Model):
@@ -50,3 +51,43 @@ class BehavioralTrigger(models.Model):
                 },
             })
         return self._insert_triggers(vals_list)
+
+
+class BehavioralEnrollment(models.Model):
+    """What the emails of an ``invoice_paid`` sequence show: the paid
+    invoice (the enrollment's source document) and its portal link."""
+
+    _inherit = "behavioral.enrollment"
+
+    invoice_id = fields.Many2one(
+        "account.move", string="Paid Invoice", compute="_compute_invoice_id",
+        help="The invoice whose payment started this enrollment, for email templates "
+             "(e.g. <t t-out=\"object.invoice_id.name\"/>).")
+    invoice_portal_url = fields.Char(
+        compute="_compute_invoice_portal_url",
+        help="Link to the paid invoice in the customer portal, with its access token.")
+
+    @api.depends("res_model", "res_id")
+    def _compute_invoice_id(self):
+        for enrollment in self:
+            enrollment.invoice_id = enrollment.res_id if enrollment.res_model == "account.move" else False
+
+    @api.depends("invoice_id")
+    def _compute_invoice_portal_url(self):
+        invoices = self.invoice_id.sudo()
+        # the portal link carries the invoice's token: given to those that
+        # have none in one statement (get_portal_url would write one by one)
+        missing = invoices.filtered(lambda m: not m.access_token)
+        if missing:
+            self.env.cr.execute(SQL(
+                "UPDATE account_move SET access_token = gen_random_uuid()::text "
+                "WHERE id IN %s AND access_token IS NULL", tuple(missing.ids)))
+            missing.invalidate_recordset(["access_token"])
+        for enrollment in self:
+            invoice = enrollment.invoice_id.sudo()
+            enrollment.invoice_portal_url = (
+                f"{invoice.get_base_url()}{invoice.get_portal_url()}" if invoice else False)
+
+    @api.model
+    def mail_allowed_qweb_expressions(self):
+        return super().mail_allowed_qweb_expressions() + ("object.invoice_id.name",)
