@@ -27,6 +27,7 @@
         "data/behavioral_sequence_newsletter_subscribed_data.xml",
         "data/behavioral_sequence_invoice_paid_data.xml",
         "data/behavioral_sequence_custom_event_data.xml",
+        "data/behavioral_sequence_email_engagement_data.xml",
         "data/mail_template_data.xml",
         "views/behavioral_trigger_views.xml",
         "views/behavioral_sequence_views.xml",

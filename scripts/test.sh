@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the behavioral_email tests on a fresh database:
 #   create it, install the addons (no demo data), run tests/ with pytest-odoo.
-# Usage: scripts/test.sh [extra pytest arguments]
+# Usage: scripts/test.sh [extra pytest arguments, test files under tests/]
 # Environment: TEST_DB (database name, default behavioral_email_test),
 #              KEEP_DB=1 to keep the database afterwards,
 #              MODULES to install other addons than all of this repository's
@@ -18,5 +18,10 @@ install_fresh "$DB" --without-demo=all --http-port=0
 
 echo "== running tests/ against it"
 cd "$ROOT"
-"$PYTHON" -m pytest tests --odoo-database="$DB" --odoo-addons-path="$ADDONS_PATH" \
+# test files or folders given as arguments replace the whole tests/ folder
+TARGETS=(tests)
+for arg in "$@"; do
+    case "$arg" in tests/*) TARGETS=() ;; esac
+done
+"$PYTHON" -m pytest "${TARGETS[@]}" --odoo-database="$DB" --odoo-addons-path="$ADDONS_PATH" \
     --odoo-log-level=warn --odoo-http "$@"

@@ -235,6 +235,10 @@ class TestSequenceForm(BehavioralCommon):
         with self.assertRaisesRegex(UserError, "waiting for this step"):
             self.welcome_sequence.unlink()
         self.enrollments(self.welcome_sequence).action_stop()
+        # its second email starts another shipped sequence when opened
+        with self.assertRaisesRegex(UserError, "starts the sequence “Read the favourites, not ordered”"):
+            self.welcome_sequence.unlink()
+        self.env.ref("behavioral_email.sequence_email_opened").unlink()
         mailings = self.welcome_sequence.step_ids.mailing_id
         self.welcome_sequence.unlink()
         self.assertFalse(mailings.exists(), "the steps' unused mailings go with them")

@@ -169,8 +169,9 @@ class TestEmailEngagement(HttpCase, BehavioralCommon):
     def test_click_through_another_mailings_link_starts_nothing(self):
         """Odoo's /r/<code>/m/<trace id> takes any link's code with any trace
         id. Bob puts the code of the spring sale's link he received on the
-        trace of Dora's welcome email: Odoo redirects him as it always does,
-        and nothing starts for Dora. Her own click starts the follow-up, once."""
+        trace of Dora's welcome email: he is redirected as always, the click
+        counts for his link, and Dora's email is neither opened nor clicked:
+        nothing starts for her. Her own click starts the follow-up, once."""
         self.follow_up.write({"trigger_type": "email_clicked", "engagement_step_id": False})
         on_open = self.follow_up.copy({"name": "You opened it", "trigger_type": "email_opened"})
         self.start(self.welcome_sequence)
@@ -189,10 +190,12 @@ class TestEmailEngagement(HttpCase, BehavioralCommon):
         self.assertEqual(response.status_code, 301)
         self.assertIn("https://shop.example.com/spring", response.headers["Location"])
         self.env.invalidate_all()
-        # Odoo itself counts it on Dora's email...
-        self.assertEqual(dora_trace.links_click_datetime, NOW + timedelta(hours=1))
+        self.assertRecordValues(dora_trace, [{
+            "trace_status": "sent", "open_datetime": False, "links_click_datetime": False}])
         self.assertEqual(bob_trace.trace_status, "sent")
-        # ...the sequences do not
+        link = self.env["link.tracker.code"].search([("code", "=", code)]).link_id
+        [click] = self.env["link.tracker.click"].search([("link_id", "=", link.id)])
+        self.assertRecordValues(click, [{"mailing_trace_id": False, "mass_mailing_id": mailing.id}])
         self.assertFalse(self._triggers("email_clicked") | self._triggers("email_opened"))
         with self.mock_queue():
             self.run_crons(NOW + timedelta(hours=1, minutes=1))
@@ -398,3 +401,128 @@ class TestEmailEngagement(HttpCase, BehavioralCommon):
         self.assertEqual(trace.trace_status, "sent")
         self.assertFalse(self.env["behavioral.trigger"].search([
             ("trigger_type", "in", ("email_opened", "email_clicked"))]))
+
+    # ------------------------------------------------------------
+    # SHIPPED SEQUENCES
+    # ------------------------------------------------------------
+
+    def test_shipped_read_the_favourites(self):
+        """"Read the favourites, not ordered": two days after a new contact
+        opened the welcome sequence's favourites, one email; nothing for an
+        open of another email, nor for a contact who unsubscribed meanwhile."""
+        shipped = self.env.ref("behavioral_email.sequence_email_opened")
+        favourites_step = self.welcome_sequence.step_ids.sorted()[1]
+        self.assertRecordValues(shipped, [{
+            "state": "draft", "trigger_type": "email_opened", "engagement_step_id": favourites_step.id,
+            "goal": "order_placed", "reentry": "partner"}])
+        self.start(self.welcome_sequence)
+        self.start(shipped)
+        (dora, eve), first = self._receive_welcome(["Dora", "Eve"])
+        self._open(first[dora], NOW + timedelta(hours=1))  # the first welcome email: not the one watched
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, minutes=2))
+            favourites = self._send_queued(NOW + timedelta(days=3, minutes=3))
+        self.assertEqual(len(favourites), 2, "both got the favourites")
+        self.env["mail.blacklist"]._add(eve.email)
+        for contact in (dora, eve):
+            self._open(self._body_for(favourites, contact), NOW + timedelta(days=3, hours=1))
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, hours=2))
+        self.assertFalse(self._new_mails, "two days after the open")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=5, hours=1, minutes=1))
+        mail = self.assertQueued(dora, sequence=shipped)
+        self.assertEqual(mail.subject, "Anything catch your eye?")
+        self.assertIn("Hi Dora,", mail.body_html)
+        self.assertIn("Start shopping", mail.body_html)
+        self.assertQueued(eve, count=0)
+        self.assertEqual(len(self._new_mails), 1)
+        self.assertEqual(self.enrollments(shipped, eve).exit_reason, "blacklisted")
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=5, hours=3))
+            self.run_crons(NOW + timedelta(days=8))
+        self.assertFalse(self._new_mails.filtered(lambda m: self.env["behavioral.enrollment"].browse(
+            m.res_id).sequence_id == shipped))
+
+    def test_shipped_clicked_not_ordered(self):
+        """"Clicked, not ordered": a day after a click on a marketing email,
+        one email; a later click on another email adds nothing (once per
+        customer); a customer who orders meanwhile gets nothing."""
+        shipped = self.env.ref("behavioral_email.sequence_email_clicked")
+        self.assertRecordValues(shipped, [{
+            "state": "draft", "trigger_type": "email_clicked", "engagement_step_id": False,
+            "engagement_mailing_id": False, "goal": "order_placed", "reentry": "partner"}])
+        self.start(self.welcome_sequence)
+        self.start(shipped)
+        (dora, eve), bodies = self._receive_welcome(["Dora", "Eve"])
+        for contact in (dora, eve):
+            self._click(bodies[contact], NOW + timedelta(hours=1))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=1, minutes=1))
+        self.assertFalse(self._new_mails, "a day after the click")
+        order = self.env["sale.order"].create({
+            "partner_id": eve.id, "order_line": [(0, 0, {"product_id": self.pot.id, "product_uom_qty": 1})]})
+        self.confirm(order, NOW + timedelta(hours=3))
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=1, hours=1, minutes=1))
+        mail = self.assertQueued(dora, sequence=shipped)
+        self.assertEqual(mail.subject, "Did you find what you were looking for?")
+        self.assertIn("Hi Dora,", mail.body_html)
+        self.assertIn("Back to the shop", mail.body_html)
+        self.assertQueued(eve, count=0)
+        self.assertRecordValues(self.enrollments(shipped, eve), [{"state": "exited", "exit_reason": "goal"}])
+
+        # the favourites, clicked too: Dora heard from this sequence already
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, minutes=2))
+            favourites = self._send_queued(NOW + timedelta(days=3, minutes=3))
+        self._click(self._body_for(favourites, dora), NOW + timedelta(days=3, hours=1))
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=4, hours=2))
+        self.assertQueued(dora, count=0, sequence=shipped)
+        self.assertEqual(len(self._triggers("email_clicked").filtered(lambda t: t.partner_id == dora)), 2)
+        self.assertEqual(len(self.enrollments(shipped, dora)), 1)
+
+    def test_shipped_winback_second_try(self):
+        """"Win-back, second try": three days after the first win-back email,
+        one email with a new subject to those who did not open it; nothing for
+        those who did, nor for a customer blocklisted meanwhile."""
+        winback = self.env.ref("behavioral_email.sequence_winback")
+        shipped = self.env.ref("behavioral_email.sequence_winback_not_opened")
+        self.assertRecordValues(shipped, [{
+            "state": "draft", "trigger_type": "email_not_opened", "not_opened_days": 3,
+            "engagement_step_id": winback.step_ids.sorted()[0].id, "goal": "order_placed"}])
+        customers = self.alice | self.bob | self.carol
+        for customer in customers:
+            order = self.env["sale.order"].create({
+                "partner_id": customer.id,
+                "order_line": [(0, 0, {"product_id": self.pot.id, "product_uom_qty": 1})]})
+            self.confirm(order, NOW - timedelta(days=90) + timedelta(hours=1))
+        self.start(winback)
+        self.start(shipped)
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=2))
+            first = self._send_queued(NOW + timedelta(hours=2, minutes=1))
+        self.assertEqual(len(first), 3)
+        self._open(self._body_for(first, self.carol), NOW + timedelta(days=1))
+        self.env["mail.blacklist"]._add(self.bob.email)
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, hours=2))
+        self.assertFalse(self._new_mails, "not three days yet")
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, hours=2, minutes=5))
+        mail = self.assertQueued(self.alice, sequence=shipped)
+        self.assertEqual(mail.subject, "We kept a few things aside for you")
+        self.assertIn("Hi Alice,", mail.body_html)
+        self.assertEqual(len(self._new_mails), 1, "not Carol, who read it; not Bob, blocklisted")
+        self.assertEqual(self.enrollments(shipped, self.bob).exit_reason, "blacklisted")
+        self.assertFalse(self.enrollments(shipped, self.carol))
+
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=3, hours=3))
+            self.run_crons(NOW + timedelta(days=4))
+        self.assertFalse(self._new_mails)

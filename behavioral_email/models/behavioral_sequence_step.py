@@ -497,29 +497,15 @@ class BehavioralSequenceStep(models.Model):
 
     def _get_engagement(self, enrollments, parent):
         """{enrollment id: (opened on, clicked on)} of ``parent``'s email, from
-        mailing.trace and its clicks, one query for the group.
-
-        Clicked on is the first click through a link of the email's own
-        mailing: Odoo's ``/r/<code>/m/<trace id>`` route takes any link's code
-        with any trace id, so a link of another email, sent to someone else,
-        could otherwise mark this one clicked."""
+        mailing.trace, one query for the group."""
         if not parent or not enrollments:
             return {}
         self.env["behavioral.trace"].flush_model(["enrollment_id", "step_id", "mailing_trace_id"])
-        self.env["mailing.trace"].flush_model(["open_datetime", "mass_mailing_id"])
-        self.env["link.tracker.click"].flush_model(["mailing_trace_id", "link_id"])
-        self.env["link.tracker"].flush_model(["mass_mailing_id"])
+        self.env["mailing.trace"].flush_model(["open_datetime", "links_click_datetime"])
         self.env.cr.execute(SQL(
-            """SELECT bt.enrollment_id, mt.open_datetime, clicked.first_click
+            """SELECT bt.enrollment_id, mt.open_datetime, mt.links_click_datetime
                  FROM behavioral_trace bt
                  JOIN mailing_trace mt ON mt.id = bt.mailing_trace_id
-                 LEFT JOIN LATERAL (
-                      SELECT min(click.create_date) AS first_click
-                        FROM link_tracker_click click
-                        JOIN link_tracker link ON link.id = click.link_id
-                       WHERE click.mailing_trace_id = mt.id
-                         AND link.mass_mailing_id = mt.mass_mailing_id
-                 ) clicked ON TRUE
                 WHERE bt.step_id = %s AND bt.enrollment_id IN %s""",
             parent.id, tuple(enrollments.ids)))
         # a click implies the email was opened

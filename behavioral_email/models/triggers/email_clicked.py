@@ -9,12 +9,10 @@ class BehavioralTrigger(models.Model):
 
     Captured by ``mailing.trace.set_clicked`` (the link tracker's
     ``/r/<code>/m/<trace id>`` route), one trigger per email: the key is the
-    mailing trace, so the first click counts. Only a click through a link of
-    the email's own mailing counts: that route accepts any link's code with
-    any trace id. The payload holds the address of the link clicked
-    (``url``). Recorded only while a sequence of this kind runs. Settings,
-    customer and the rule against a sequence feeding on its own emails:
-    ``email_engagement.py``.
+    mailing trace, so the first click counts. The payload holds the address
+    of the link clicked (``url``). Recorded only while a sequence of this kind
+    runs. Settings, customer and the rule against a sequence feeding on its
+    own emails: ``email_engagement.py``.
     """
 
     _inherit = "behavioral.trigger"
@@ -30,20 +28,11 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _capture_email_clicked(self, traces):
-        """Record the clicks of these traces made through a link of the
-        trace's own mailing; the payload names the address of the last such
-        link clicked."""
-        own_link = SQL("link.mass_mailing_id = mt.mass_mailing_id")
-        clicked = SQL(
-            """EXISTS (SELECT 1 FROM link_tracker_click click
-                         JOIN link_tracker link ON link.id = click.link_id
-                        WHERE click.mailing_trace_id = mt.id AND %s)""", own_link)
-        url = SQL(
+        return self._capture_email_engagement("email_clicked", traces, payload=SQL(
             """'url', (SELECT link.url FROM link_tracker_click click
                          JOIN link_tracker link ON link.id = click.link_id
-                        WHERE click.mailing_trace_id = mt.id AND %s
-                        ORDER BY click.id DESC LIMIT 1)""", own_link)
-        return self._capture_email_engagement("email_clicked", traces, payload=url, where=clicked)
+                        WHERE click.mailing_trace_id = mt.id
+                        ORDER BY click.id DESC LIMIT 1)"""))
 
     def _filter_email_clicked(self, sequence, refuse):
         return self._filter_email_engagement(sequence, refuse)

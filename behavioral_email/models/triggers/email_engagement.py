@@ -1,5 +1,5 @@
 from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 
 # the kinds that share this file's settings, payload and enrollment rules
@@ -95,43 +95,14 @@ class BehavioralTrigger(models.Model):
         return [row[0] for row in self.env.cr.fetchall()]
 
     @api.model
-    def _sql_engagement_from_own_link(self):
-        """SQL (on alias ``mt``): the open or click being recorded does not
-        come from a link of another mailing.
-
-        Odoo's ``/r/<code>/m/<trace id>`` route takes any link's code with any
-        trace id, and trace ids are sequential: whoever holds one tracked link
-        could mark another customer's email opened and clicked. A click on a
-        tracked link marks its trace opened then clicked
-        (``link.tracker.click.add_click``), which names the link's code in the
-        context (``behavioral_click_code``); an open recorded otherwise (the
-        tracking pixel, a reply) holds.
-        """
-        code = self.env.context.get("behavioral_click_code")
-        if code is None:
-            return SQL("TRUE")
-        return SQL(
-            """EXISTS (SELECT 1 FROM link_tracker_code code
-                         JOIN link_tracker link ON link.id = code.link_id
-                        WHERE code.code = %s AND link.mass_mailing_id = mt.mass_mailing_id)""",
-            code)
-
-    @api.model
-    def _capture_email_engagement(self, kind, traces, payload=None, where=None):
+    def _capture_email_engagement(self, kind, traces, payload=None):
         """Record ``kind`` for these traces, now; nothing when no running
-        sequence listens to it, nor for an open or click that came through a
-        link of another mailing. One statement for the whole set.
-
-        :param SQL where: a further condition on the traces (alias ``mt``)
-        """
+        sequence listens to it. One statement for the whole set."""
         if not traces or not self._is_kind_running(kind):
             return []
         self.env.flush_all()  # callers flush first (mailing.trace._behavioral_capturing): a no-op then
-        conditions = [SQL("mt.id IN %s", tuple(traces.ids)), self._sql_engagement_from_own_link()]
-        if where is not None:
-            conditions.append(where)
         ids = self._sql_engagement_insert(
-            kind, SQL(" AND ").join(conditions), SQL("%s", fields.Datetime.now()), payload=payload)
+            kind, SQL("mt.id IN %s", tuple(traces.ids)), SQL("%s", fields.Datetime.now()), payload=payload)
         if ids:
             self._trigger_enroll_cron()
         return ids
@@ -187,3 +158,22 @@ class BehavioralSequence(models.Model):
                 raise ValidationError(self.env._(
                     "Sequence %(name)s: choose either a sequence email or a mailing, not both.",
                     name=sequence.name))
+
+
+class BehavioralSequenceStep(models.Model):
+    _inherit = "behavioral.sequence.step"
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_watched_by_a_sequence(self):
+        """An email whose opens or clicks start another sequence stays until
+        that sequence watches another one (a sequence watching its own email
+        lets it go: ``behavioral.sequence.unlink``)."""
+        watchers = self.env["behavioral.sequence"].with_context(active_test=False).search([
+            ("engagement_step_id", "in", self.ids),
+        ])
+        if watchers:
+            watcher = watchers[0]
+            raise UserError(self.env._(
+                "The email “%(step)s” starts the sequence “%(sequence)s”: choose another email "
+                "there, or delete that sequence, first.",
+                step=watcher.engagement_step_id.display_name, sequence=watcher.name))

@@ -7,10 +7,9 @@ class BehavioralTrigger(models.Model):
     """``email_opened``: a customer opened a marketing email.
 
     Captured by ``mailing.trace.set_opened`` (the tracking pixel, a click, a
-    reply), one trigger per email: the key is the mailing trace. A click
-    through a link of another mailing opens nothing. Recorded only while a
-    sequence of this kind runs. Settings, customer and the rule against a
-    sequence feeding on its own emails: ``email_engagement.py``.
+    reply), one trigger per email: the key is the mailing trace. Recorded
+    only while a sequence of this kind runs. Settings, customer and the rule
+    against a sequence feeding on its own emails: ``email_engagement.py``.
     """
 
     _inherit = "behavioral.trigger"
