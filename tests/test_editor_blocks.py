@@ -155,6 +155,33 @@ class TestEditorBlocks(BehavioralCommon):
             "body_html": "<p>You viewed <t t-out=\"object.payload['product_ids'][0]\"/></p>"})
         self.assertTrue(step.mailing_id)
 
+    def test_failed_try_does_not_empty_the_made_up_enrollment(self):
+        """A try that fails rolls its savepoint back, which empties Odoo's
+        cache: the tries after it still render for a made-up enrollment
+        with its customer, so that they judge the change, not an empty
+        sample."""
+        admin = self.env.ref("base.user_admin")
+        self.assertFalse(self.enrollments(self.cart_sequence))
+        step = self.env["behavioral.sequence.step"].with_user(admin).create({
+            "sequence_id": self.cart_sequence.id, "delay_value": 1,
+            "subject": "Your {{ object.payload['product_name'] }}", "body_html": "<p>Hello</p>"})
+        self.assertFalse(step._get_sample_enrollment()[1], "no enrollment yet: a made-up one")
+        # the new subject fails for the made-up enrollment as the old one did
+        # (no trigger payload): data, not the change; the body, which needs
+        # the customer, is then tried on a made-up enrollment that has one
+        shout = '<p>Hello <t t-out="object.partner_id.name.upper()"></t></p>'
+        step.write({"subject": "Still your {{ object.payload['product_name'] }}", "body_html": shout})
+        self.assertEqual(step.body_html, shout)
+        self.assertEqual(step.subject, "Still your {{ object.payload['product_name'] }}")
+        # a body broken by the change: its try fails, the old body is tried
+        # again, renders, and so the change is refused
+        broken = shout.replace("</p>", '<t t-out="object.no_such_field"></t></p>')
+        with self.assertRaisesRegex(ValidationError, "the email does not render: .*no_such_field"), \
+                self.env.cr.savepoint():
+            step.write({"body_html": broken})
+        step.invalidate_recordset()
+        self.assertEqual(step.body_html, shout)
+
     def test_try_render_uses_the_sequence_enrollments(self):
         """Content is tried on a real enrollment once there is one: an error
         only real data shows is caught too."""
