@@ -124,6 +124,8 @@ class BehavioralSequenceStep(models.Model):
             "order_lines": (self.env._("Order lines"), "behavioral_email.email_block_order_lines"),
             "restore_cart": (self.env._("Restore cart button"), "behavioral_email.email_block_restore_cart"),
             "order_link": (self.env._("Order link"), "behavioral_email.email_block_order_link"),
+            "last_visited": (
+                self.env._("Continue browsing button"), "behavioral_email.email_block_last_visited"),
             "recommended_products": (
                 self.env._("Recommended products"), "behavioral_email.email_block_recommended_products"),
             "viewed_products": (self.env._("Viewed products"), "behavioral_email.email_block_viewed_products"),
