@@ -8,6 +8,8 @@
     "website": "https://github.com/behavioral-email/behavioral_email",
     "depends": ["behavioral_email", "sale_stock"],
     "data": [
+        "views/behavioral_email_block_templates.xml",
+        "views/behavioral_email_snippets.xml",
         "data/behavioral_sequence_order_delivered_data.xml",
     ],
     "auto_install": True,

@@ -40,6 +40,11 @@ class BehavioralCase(MailCase):
             f"Expected {count} mail(s) for {partner.name}, got {len(mails)}: {mails.mapped('subject')}")
         return mails
 
+    def tracked_url(self, href):
+        """The address a tracked link of an email (``.../r/<code>``) leads to."""
+        code = (href or "").rsplit("/r/", 1)[-1]
+        return self.env["link.tracker.code"].search([("code", "=", code)]).link_id.url
+
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
 class BehavioralCommon(TransactionCase, BehavioralCase):

@@ -11,14 +11,11 @@ from odoo.tests.common import users
 from .common import NOW, BehavioralCommon
 
 
-def inline_like_the_editor(body, paragraph):
-    """What the mass-mailing editor saves once a marketer has changed the
-    intro paragraph: styles inlined and every snippet turned into a table
-    (web_editor's convert_inline, addTables), editor attributes dropped, and
-    the preview of each block restyled. The blocks' QWeb is nowhere."""
-    root = html.fragment_fromstring(body, create_parent="div")
-    intro = root.xpath("//p[contains(., 'You left these items')]")[0]
-    intro.text = paragraph
+def _save_like_the_editor(root):
+    """What the mass-mailing editor saves of ``root`` (edited in place):
+    styles inlined and every snippet turned into a table (web_editor's
+    convert_inline, addTables), editor attributes dropped, and the preview
+    of each block restyled. The blocks' QWeb is nowhere."""
     for snippet in root.xpath("//*[contains(@class, 'o_mail_snippet_general')]"):
         table = html.Element("table", dict(snippet.attrib, cellpadding="0", cellspacing="0", border="0",
                                            style="width:100% !important;border-collapse:collapse;"))
@@ -39,6 +36,29 @@ def inline_like_the_editor(body, paragraph):
     return "".join(html.tostring(child, encoding="unicode") for child in root)
 
 
+def inline_like_the_editor(body, paragraph):
+    """What the editor saves once a marketer has changed the intro paragraph
+    of the cart email."""
+    root = html.fragment_fromstring(body, create_parent="div")
+    intro = root.xpath("//p[contains(., 'You left these items')]")[0]
+    intro.text = paragraph
+    return _save_like_the_editor(root)
+
+
+def move_header_like_the_editor(body):
+    """A marketer drags the shop header block below the snippet that
+    follows it: the editor moves the block as one unit. Returns what the
+    editor keeps (``body_arch``), what it saves to be sent (``body_html``)
+    and the ``data-snippet`` of the snippet now above the header."""
+    root = html.fragment_fromstring(body, create_parent="div")
+    [header] = root.xpath("//*[@data-behavioral-block='header']")
+    following = header.getnext()
+    header.tail, following.tail = following.tail, header.tail
+    following.addnext(header)
+    arch = "".join(html.tostring(child, encoding="unicode") for child in root)
+    return arch, _save_like_the_editor(root), following.get("data-snippet")
+
+
 class TestEditorBlocks(BehavioralCommon):
 
     @classmethod
@@ -50,24 +70,91 @@ class TestEditorBlocks(BehavioralCommon):
             "type": "consu", "taxes_id": [(5, 0, 0)],
         })
 
+    def _shipped_email_steps(self):
+        """The email steps of every sequence shipped by the installed addons
+        (behavioral_email and its bridges)."""
+        shipped = self.env["ir.model.data"].search([
+            ("module", "=like", "behavioral_email%"), ("model", "=", "behavioral.sequence")])
+        sequences = self.env["behavioral.sequence"].browse(shipped.mapped("res_id"))
+        xmlids = [
+            "behavioral_email.sequence_cart", "behavioral_email.sequence_order", "behavioral_email.sequence_welcome",
+            "behavioral_email.sequence_product_viewed", "behavioral_email.sequence_page_viewed",
+            "behavioral_email.sequence_winback", "behavioral_email.sequence_birthday",
+            "behavioral_email.sequence_first_order_anniversary", "behavioral_email.sequence_newsletter",
+            "behavioral_email.sequence_invoice_paid", "behavioral_email.sequence_trial_started",
+            "behavioral_email.sequence_winback_not_opened", "behavioral_email.sequence_email_clicked",
+            "behavioral_email.sequence_email_opened",
+        ]
+        if "behavioral_email_stock" in self.env.registry._init_modules:
+            xmlids.append("behavioral_email_stock.sequence_review_after_delivery")
+        for xmlid in xmlids:
+            self.assertIn(self.env.ref(xmlid), sequences)
+        steps = sequences.step_ids.filtered(lambda step: step.step_type == "email")
+        self.assertGreaterEqual(len(steps), 20)
+        return steps.sorted(lambda step: (step.sequence_id.id, step.sequence, step.id))
+
     def test_shipped_emails_hold_blocks_not_loops(self):
-        """The editor never sees a loop: the shipped emails hold placeholders,
-        in the layout the mass-mailing editor edits (a theme, a drop zone)."""
-        steps = (self.cart_sequence | self.order_sequence | self.welcome_sequence
-                 | self.env.ref("behavioral_email.sequence_invoice_paid")
-                 | self.env.ref("behavioral_email.sequence_trial_started")).step_ids
-        self.assertEqual(len(steps), 12)
-        for step in steps:
-            self.assertNotIn("t-foreach", step.body_arch)
-            self.assertEqual(step.body_arch, step.body_html)
-            root = html.fragment_fromstring(step.body_arch, create_parent="div")
-            self.assertTrue(root.xpath("//*[contains(@class, 'o_layout') and contains(@class, 'o_empty_theme')]"))
-            self.assertTrue(root.xpath("//*[contains(@class, 'o_mail_wrapper_td') and contains(@class, 'oe_structure')]"))
-            kinds = [node.get("data-behavioral-block") for node in root.xpath("//*[@data-behavioral-block]")]
-            self.assertEqual((kinds[0], kinds[-1]), ("header", "footer"), step.name)
+        """The editor never sees a loop: every shipped email holds
+        placeholders, in the layout the mass-mailing editor edits (a theme,
+        a drop zone), and passes the content check."""
+        self.assertFalse(self.env["behavioral.enrollment"].search_count([]), "tried on made-up enrollments")
+        for step in self._shipped_email_steps():
+            with self.subTest(step=step.display_name):
+                self.assertNotIn("t-foreach", step.body_arch)
+                self.assertEqual(step.body_arch, step.body_html)
+                root = html.fragment_fromstring(step.body_arch, create_parent="div")
+                self.assertTrue(root.xpath(
+                    "//*[contains(@class, 'o_layout') and contains(@class, 'o_empty_theme')]"))
+                [zone] = root.xpath("//*[contains(@class, 'o_mail_wrapper_td') and contains(@class, 'oe_structure')]")
+                self.assertTrue(all("o_mail_snippet_general" in child.get("class", "") for child in zone),
+                                "the drop zone holds snippets only")
+                kinds = [node.get("data-behavioral-block") for node in root.xpath("//*[@data-behavioral-block]")]
+                self.assertEqual((kinds[0], kinds[-1]), ("header", "footer"))
+                self.assertFalse(step._get_email_content_error())
         expanded = self.step1._expand_email_blocks(self.step1.body_html)
         self.assertIn('t-call="behavioral_email.email_block_cart_lines"', expanded)
         self.assertNotIn("Cart lines: every item", expanded, "the editor's preview is not sent")
+
+    def test_editor_offers_every_block(self):
+        """Each dynamic block kind (the bridges' too) is offered in the
+        editor's Shop content, as a block of that kind whose preview is not
+        editable; its template renders for a made-up enrollment."""
+        snippets = html.fromstring(self.env["ir.qweb"]._render("behavioral_email.email_designer_snippets"))
+        offered = snippets.xpath("//snippets[@id='behavioral_email_blocks']//*[@data-behavioral-block]")
+        blocks = self.step1._get_email_blocks()
+        self.assertEqual(sorted(node.get("data-behavioral-block") for node in offered), sorted(blocks))
+        if "behavioral_email_stock" in self.env.registry._init_modules:
+            self.assertIn("delivered_lines", blocks)
+        for node in offered:
+            self.assertEqual([content.get("contenteditable") for content in node.xpath(
+                "./*[contains(@class, 'o_behavioral_block_content')]")], ["false"])
+        self.assertIn("last_visited", blocks)
+        sample = self.step1._get_sample_enrollment()[0]
+        for kind, (_label, template) in blocks.items():
+            with self.subTest(kind=kind):
+                self.env["ir.qweb"]._render(template, {"object": sample})
+
+    def test_editor_moves_a_block_in_every_shipped_email(self):
+        """In every shipped email a marketer (no right to write code) drags
+        the shop header one snippet down; what the editor saves is accepted,
+        and the email rendered for a customer (a test email) shows the
+        shop's logo there."""
+        self.assertTrue(self.company.logo)
+        logo = f"/logo.png?company={self.company.id}"
+        for step in self._shipped_email_steps():
+            with self.subTest(step=step.display_name):
+                arch, body, above = move_header_like_the_editor(step.body_arch)
+                self.assertTrue(above)
+                step.with_user(self.user_marketing).write({"body_arch": arch, "body_html": body})
+                self.assertEqual((step.body_arch, step.body_html), (arch, body))
+                test = self.env["behavioral.step.test"].with_user(self.user_marketing).create({
+                    "step_id": step.id, "partner_id": self.alice.id, "email_to": "mia@example.com"})
+                _subject, sent = test._render()
+                [header] = html.fromstring(sent).xpath("//*[@data-behavioral-block='header']")
+                self.assertTrue(header.xpath(f".//img[contains(@src, '{logo}')]"), "the block rendered")
+                self.assertEqual(header.getprevious().get("data-snippet"), above)
+                self.assertIsNone(header.getprevious().getprevious(), "the header is second")
+                self.assertNotIn("Shop header: your logo", sent, "the editor's preview is not sent")
 
     def test_edited_email_still_lists_every_line(self):
         """The marketer rewrites the text around the cart lines; the editor
@@ -156,6 +243,33 @@ class TestEditorBlocks(BehavioralCommon):
             "sequence_id": self.cart_sequence.id, "subject": "Hello", "delay_value": 1,
             "body_html": "<p>You viewed <t t-out=\"object.payload['product_ids'][0]\"/></p>"})
         self.assertTrue(step.mailing_id)
+
+    def test_failed_try_does_not_empty_the_made_up_enrollment(self):
+        """A try that fails rolls its savepoint back, which empties Odoo's
+        cache: the tries after it still render for a made-up enrollment
+        with its customer, so that they judge the change, not an empty
+        sample."""
+        admin = self.env.ref("base.user_admin")
+        self.assertFalse(self.enrollments(self.cart_sequence))
+        step = self.env["behavioral.sequence.step"].with_user(admin).create({
+            "sequence_id": self.cart_sequence.id, "delay_value": 1,
+            "subject": "Your {{ object.payload['product_name'] }}", "body_html": "<p>Hello</p>"})
+        self.assertFalse(step._get_sample_enrollment()[1], "no enrollment yet: a made-up one")
+        # the new subject fails for the made-up enrollment as the old one did
+        # (no trigger payload): data, not the change; the body, which needs
+        # the customer, is then tried on a made-up enrollment that has one
+        shout = '<p>Hello <t t-out="object.partner_id.name.upper()"></t></p>'
+        step.write({"subject": "Still your {{ object.payload['product_name'] }}", "body_html": shout})
+        self.assertEqual(step.body_html, shout)
+        self.assertEqual(step.subject, "Still your {{ object.payload['product_name'] }}")
+        # a body broken by the change: its try fails, the old body is tried
+        # again, renders, and so the change is refused
+        broken = shout.replace("</p>", '<t t-out="object.no_such_field"></t></p>')
+        with self.assertRaisesRegex(ValidationError, "the email does not render: .*no_such_field"), \
+                self.env.cr.savepoint():
+            step.write({"body_html": broken})
+        step.invalidate_recordset()
+        self.assertEqual(step.body_html, shout)
 
     def test_try_render_uses_the_sequence_enrollments(self):
         """Content is tried on a real enrollment once there is one: an error

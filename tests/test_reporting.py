@@ -1,10 +1,12 @@
 """Reporting: step mailings named after their sequence and step, out of
 Email Marketing's lists and reports; rates next to counts; pivot and graph
-views; the email a customer received, kept for staff."""
+views; the email a customer received, kept for staff for a retention period."""
 from datetime import timedelta
 
+from freezegun import freeze_time
 from lxml import etree
 
+from odoo.exceptions import UserError
 from odoo.tests.common import users
 
 from .common import NOW, BehavioralCommon
@@ -113,3 +115,70 @@ class TestReporting(BehavioralCommon):
         self.assertEqual(values["subject"], "You left something in your cart")
         form = self.env["behavioral.trace"].get_views([(action["views"][0][0], "form")])
         self.assertIn("body_html", form["views"]["form"]["arch"])
+
+    def test_old_email_copies_are_deleted_counts_stay(self):
+        """The copy of each email is personal data kept for a retention
+        period (90 days as shipped): the daily clean-up clears the copies
+        older than that; the emails stay in the reports, every count the
+        same, and the email view says that the copy is no longer kept."""
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(hours=27, minutes=1))  # the second reminder
+        Trace = self.env["behavioral.trace"]
+        traces = Trace.search([("sequence_id", "=", self.cart_sequence.id)])
+        first = traces.filtered(lambda t: t.step_id == self.step1)
+        second = traces.filtered(lambda t: t.step_id == self.step2 and t.state == "sent")
+        canceled = traces.filtered(lambda t: t.step_id == self.step2 and t.state == "canceled")
+        self.assertEqual(len(first), 4)
+        self.assertEqual(second.partner_id, self.bob | self.dave)
+        self.assertEqual(canceled.partner_id, self.carol, "blocklisted after the first reminder")
+        self.assertTrue(all((first | second).mapped("body_html")))
+        self.assertFalse(canceled.body_html)
+
+        def counts():
+            self.env.invalidate_all()
+            steps = self.step1 | self.step2
+            return (
+                [(step.sent_count, step.opened_count, step.clicked_count) for step in steps],
+                [(trace.state, trace.trace_status, trace.subject) for trace in traces],
+                Trace.search_count([("sequence_id", "=", self.cart_sequence.id)]),
+            )
+
+        before = counts()
+        self.assertEqual(before[0], [(4, 2, 1), (2, 0, 0)])
+        self.assertEqual(self.env["ir.config_parameter"].sudo().get_param(
+            "behavioral_email.trace_body_retention_days"), "90")
+        # the first reminders (NOW + 3 h) are 90 days old, the second ones (NOW + 27 h) are not
+        at = NOW + timedelta(days=90, hours=4)
+        with freeze_time(at):
+            self.env["behavioral.trigger"]._cron_gc()
+        self.assertEqual(counts(), before)
+        self.assertRecordValues(first, [{"body_html": False, "body_purged_on": at}] * 4)
+        self.assertRecordValues(second, [{"body_purged_on": False}] * 2)
+        self.assertTrue(all(second.mapped("body_html")))
+        self.assertIn("Hi Bob,", second.filtered(lambda t: t.partner_id == self.bob).body_html)
+        self.assertFalse(canceled.body_purged_on, "it never had a copy")
+
+        # what staff see of a deleted copy
+        trace = first.filtered(lambda t: t.partner_id == self.bob).with_user(self.user_marketing)
+        action = trace.action_view_email()
+        self.assertEqual((action["res_model"], action["res_id"]), ("behavioral.trace", trace.id))
+        arch = etree.fromstring(trace.get_views([(action["views"][0][0], "form")])["views"]["form"]["arch"])
+        [notice] = arch.xpath("//div[contains(@class, 'alert')]")
+        self.assertIn("no longer kept", " ".join(notice.itertext()))
+        self.assertEqual(notice.get("invisible"), "body_html or not body_purged_on")
+        [values] = trace.web_read({"body_html": {}, "body_purged_on": {}, "subject": {}})
+        self.assertEqual((values["body_html"], values["subject"]), (False, "You left something in your cart"))
+        with self.assertRaisesRegex(UserError, "was not kept"):
+            canceled.with_user(self.user_marketing).action_view_email()
+
+        # 0 keeps the copies forever
+        self.env["ir.config_parameter"].sudo().set_param("behavioral_email.trace_body_retention_days", "0")
+        with freeze_time(NOW + timedelta(days=400)):
+            self.env["behavioral.trigger"]._cron_gc()
+        self.assertTrue(all(second.mapped("body_html")))
+        self.env["ir.config_parameter"].sudo().set_param("behavioral_email.trace_body_retention_days", "90")
+        with freeze_time(NOW + timedelta(days=400)):
+            self.env["behavioral.trigger"]._cron_gc()
+        self.assertEqual(counts(), before)
+        self.assertFalse(any((first | second).mapped("body_html")))
+        self.assertRecordValues(first, [{"body_purged_on": at}] * 4)

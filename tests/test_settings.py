@@ -15,6 +15,7 @@ PARAMS = {
     "behavioral_advance_batch_size": "behavioral_email.advance_batch_size",
     "behavioral_bounce_limit": "behavioral_email.bounce_limit",
     "behavioral_trigger_retention_days": "behavioral_email.trigger_retention_days",
+    "behavioral_trace_body_retention_days": "behavioral_email.trace_body_retention_days",
 }
 
 
@@ -44,6 +45,7 @@ class TestSettings(BehavioralCommon):
             "behavioral_advance_batch_size": 200,
             "behavioral_bounce_limit": 1,
             "behavioral_trigger_retention_days": 180,
+            "behavioral_trace_body_retention_days": 90,
             "behavioral_quiet_start": 0.0,
             "behavioral_quiet_end": 0.0,
             "behavioral_cap_count": 2,
@@ -57,7 +59,7 @@ class TestSettings(BehavioralCommon):
         self.save(
             behavioral_enroll_batch_size=50, behavioral_advance_batch_size=20,
             behavioral_bounce_limit=3, behavioral_trigger_retention_days=30,
-            behavioral_quiet_start=21.0, behavioral_quiet_end=8.0,
+            behavioral_trace_body_retention_days=45, behavioral_quiet_start=21.0, behavioral_quiet_end=8.0,
             behavioral_cap_count=0, behavioral_cap_hours=48,
         )
         self.assertEqual({fname: self.ICP.get_param(key) for fname, key in PARAMS.items()}, {
@@ -65,6 +67,7 @@ class TestSettings(BehavioralCommon):
             "behavioral_advance_batch_size": "20",
             "behavioral_bounce_limit": "3",
             "behavioral_trigger_retention_days": "30",
+            "behavioral_trace_body_retention_days": "45",
         })
         self.assertRecordValues(self.company, [{
             "behavioral_quiet_start": 21.0, "behavioral_quiet_end": 8.0,
@@ -94,6 +97,9 @@ class TestSettings(BehavioralCommon):
         self.assertEqual(self.ICP.get_param("behavioral_email.bounce_limit"), "1")
         with self.assertRaisesRegex(ValidationError, "cannot be negative"), self.env.cr.savepoint():
             self.save(behavioral_trigger_retention_days=-1)
+        with self.assertRaisesRegex(ValidationError, "email copies cannot be negative"), self.env.cr.savepoint():
+            self.save(behavioral_trace_body_retention_days=-1)
+        self.assertEqual(self.ICP.get_param("behavioral_email.trace_body_retention_days"), "90")
 
     def test_retention_zero_keeps_triggers_forever(self):
         self.start(self.welcome_sequence)
@@ -113,6 +119,15 @@ class TestSettings(BehavioralCommon):
         with freeze_time(NOW):
             Trigger._cron_gc()
         self.assertFalse(Trigger.search([("partner_id", "=", old.id)]))
+
+    def test_email_copies_retention_zero_is_stored(self):
+        """0 keeps the copies of the emails forever: stored as such, since a
+        missing parameter would mean the 90-day default (the purge itself is
+        tested with the reports, tests/test_reporting.py)."""
+        self.save(behavioral_trace_body_retention_days=0)
+        self.assertEqual(self.ICP.get_param("behavioral_email.trace_body_retention_days"), "0")
+        self.assertEqual(
+            self.env(user=self.admin)["res.config.settings"].create({}).behavioral_trace_body_retention_days, 0)
 
     def test_cadence_limits_refused(self):
         for values, message in [

@@ -3,6 +3,7 @@ ordering, from orders confirmed at frozen dates."""
 from datetime import timedelta
 
 from freezegun import freeze_time
+from lxml import html
 
 from .common import NOW, BehavioralCommon
 
@@ -55,8 +56,13 @@ class TestCustomerInactive(BehavioralCommon):
             self.run_crons(NOW + timedelta(hours=2))
         mail = self.assertQueued(self.alice, sequence=self.winback)
         self.assertEqual(mail.subject, "It has been a while")
-        self.assertIn(f"since your last order ({last.name})", mail.body_html)
-        self.assertIn("See what is new", mail.body_html)
+        root = html.fromstring(mail.body_html)
+        self.assertEqual([" ".join(p.text_content().split()) for p in root.iter("p")][:2], [
+            "Hi Alice Customer,",
+            f"It has been a while since your last order ({last.name}), and we have missed you."])
+        [button] = root.xpath("//a[normalize-space(.) = 'See what is new']")
+        self.assertEqual(self.tracked_url(button.get("href")),
+                         f"{self.winback.get_base_url()}/shop")
         self.assertEqual(len(self._new_mails), 1, "nobody else: not lapsed, blocklisted, public or too old")
         self.assertQueued(dora, count=0)
         self.assertRecordValues(self.enrollments(self.winback, eve), [{"state": "exited", "exit_reason": "blacklisted"}])

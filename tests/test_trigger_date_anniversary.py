@@ -3,6 +3,7 @@ any date of a contact or an order, detected at frozen dates."""
 from datetime import date, datetime, timedelta
 
 from freezegun import freeze_time
+from lxml import html
 
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.exceptions import ValidationError
@@ -56,8 +57,12 @@ class TestDateAnniversary(BehavioralCommon):
             self.run_crons(NOW)
         mail = self.assertQueued(self.alice, sequence=self.birthday)
         self.assertEqual(mail.subject, "Happy birthday from Garden Shop!")
-        self.assertIn("wishes you a very happy birthday", mail.body_html)
-        self.assertIn("Hi Alice Customer", mail.body_html)
+        root = html.fromstring(mail.body_html)
+        self.assertEqual([" ".join(p.text_content().split()) for p in root.iter("p")][:2], [
+            "Hi Alice Customer,", "The whole team at Garden Shop wishes you a very happy birthday!"])
+        [button] = root.xpath("//a[normalize-space(.) = 'Treat yourself']")
+        self.assertEqual(self.tracked_url(button.get("href")),
+                         f"{self.birthday.get_base_url()}/shop")
         self.assertEqual(len(self._new_mails), 1, "not Bob (tomorrow), Eve (days ago), Dora (blocklisted), public")
         self.assertRecordValues(self.enrollments(self.birthday, dora), [{"state": "exited", "exit_reason": "blacklisted"}])
         self.assertEqual(self._triggers().partner_id, self.alice | dora)
@@ -123,8 +128,15 @@ class TestDateAnniversary(BehavioralCommon):
 
         with self.mock_queue():
             self.run_crons(NOW)
-        self.assertIn("One year ago today", self.assertQueued(self.alice, sequence=self.first_order).body_html)
-        self.assertIn("3 years ago today", self.assertQueued(dora, sequence=self.first_order).body_html)
+        alice_mail = self.assertQueued(self.alice, sequence=self.first_order)
+        self.assertEqual(alice_mail.subject, "Happy anniversary from Garden Shop")
+        for mail, greeting, since in ((alice_mail, "Hi Alice Customer,", "One year ago today"),
+                                      (self.assertQueued(dora, sequence=self.first_order),
+                                       "Hi Loyal 0,", "3 years ago today")):
+            root = html.fromstring(mail.body_html)
+            self.assertEqual([" ".join(p.text_content().split()) for p in root.iter("p")][:2], [
+                greeting, f"{since}, you placed your first order with us. Thank you for your trust since then!"])
+            self.assertTrue(root.xpath("//a[normalize-space(.) = 'Visit the shop']"))
         self.assertQueued(self.bob, count=0)
         self.assertQueued(self.carol, count=0)
         self.assertEqual(len(self._new_mails), 2)

@@ -3,6 +3,7 @@ list, from the website, the preference page or the back office."""
 from datetime import timedelta
 
 from freezegun import freeze_time
+from lxml import html
 
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.tests.common import HttpCase, tagged
@@ -50,8 +51,18 @@ class TestNewsletterSubscribed(HttpCase, BehavioralCommon):
         mail = self.assertQueued(self.alice, sequence=self.sequence)
         self.assertEqual(len(self._new_mails), 1)
         self.assertEqual(mail.subject, "Welcome to our newsletter")
-        self.assertIn("Hi Alice Customer", mail.body_html)
-        self.assertIn("Garden Newsletter", mail.body_html)
+        root = html.fromstring(mail.body_html)
+        paragraphs = [" ".join(p.text_content().split()) for p in root.iter("p")]
+        self.assertEqual(paragraphs[:2], [
+            "Hi Alice Customer,",
+            "Thank you for subscribing to Garden Newsletter. You will be the first to hear about new "
+            "products, seasonal tips and offers.",
+        ])
+        self.assertIn("<strong>Garden Newsletter</strong>", mail.body_html)
+        [button] = root.xpath("//a[normalize-space(.) = 'Visit the shop']")
+        self.assertEqual(self.tracked_url(button.get("href")), f"{self.sequence.get_base_url()}/shop")
+        # the footer: the shop, its preferences and unsubscribe links
+        self.assertTrue(root.xpath("//a[normalize-space(.) = 'Manage preferences']"))
         self.assertIn("/unsubscribe_from_list", mail.body_html)
 
         # a second list: a trigger of its own, but one welcome per customer

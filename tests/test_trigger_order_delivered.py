@@ -5,6 +5,7 @@ from datetime import timedelta
 from unittest.mock import patch
 
 from freezegun import freeze_time
+from lxml import html
 
 from odoo.tests import Form
 from odoo.tests.common import tagged
@@ -56,6 +57,22 @@ class TestOrderDelivered(BehavioralCommon):
         self.assertEqual(picking.state, "done")
         return picking
 
+    def delivered_items(self, mail):
+        """[(product, quantity, review link)] as the email shows them: the
+        link is the tracked one, given here as the address it leads to."""
+        items = []
+        for row in html.fromstring(mail.body_html).xpath(
+                "//*[@data-behavioral-block='delivered_lines']//tr"):
+            [review] = row.xpath(".//a[normalize-space(.) = 'Write a review']")
+            items.append((row.xpath("string(.//strong)"), row.xpath("string(.//span)"),
+                          self.tracked_url(review.get("href"))))
+        return items
+
+    def review_url(self, enrollment, product=None):
+        """Where the customer reviews ``product`` (the order's only one by default)."""
+        links = dict(enrollment._get_review_links())
+        return links[product or self.tree]
+
     def triggers(self, order=None):
         domain = [("trigger_type", "=", "order_delivered")]
         if order:
@@ -86,14 +103,19 @@ class TestOrderDelivered(BehavioralCommon):
         mail = self.assertQueued(self.alice, sequence=self.sequence)
         self.assertEqual(len(self._new_mails), 1)
         self.assertEqual(mail.subject, f"How do you like your order {order.name}?")
-        self.assertIn("Hi Alice Customer", mail.body_html)
-        self.assertIn("Olive Tree", mail.body_html)
+        root = html.fromstring(mail.body_html)
+        self.assertEqual([" ".join(p.text_content().split()) for p in root.iter("p")][:2], [
+            "Hi Alice Customer,",
+            f"Your order {order.name} was delivered a few days ago. We hope everything arrived safely. "
+            "How do you like it?"])
+        # the delivered item, with a link to review it
+        enrollment = self.enrollments(self.sequence)
+        self.assertEqual(self.delivered_items(mail), [("Olive Tree", "Quantity: 2", self.review_url(enrollment))])
         # the button opens the order on the portal, with its access token
         self.assertTrue(order.access_token)
-        tracker = self.env["link.tracker"].search([
-            ("url", "like", f"/my/orders/{order.id}?access_token={order.access_token}")])
-        self.assertEqual(len(tracker), 1)
-        self.assertIn(tracker.short_url, mail.body_html)
+        [button] = root.xpath("//a[normalize-space(.) = 'View my order']")
+        self.assertEqual(self.tracked_url(button.get("href")),
+                         f"{order.get_base_url()}/my/orders/{order.id}?access_token={order.access_token}")
         with self.mock_queue():
             self.run_crons(NOW + timedelta(days=7, minutes=2))
             self.run_crons(NOW + timedelta(days=20))
@@ -111,8 +133,44 @@ class TestOrderDelivered(BehavioralCommon):
         with self.mock_queue():
             self.run_crons(NOW + timedelta(days=3, minutes=1))
             self.run_crons(NOW + timedelta(days=8, minutes=1))
-        self.assertQueued(self.bob, sequence=self.sequence)
+        mail = self.assertQueued(self.bob, sequence=self.sequence)
         self.assertEqual(len(self._new_mails), 1)
+        self.assertEqual(self.delivered_items(mail), [
+            ("Olive Tree", "Quantity: 2", self.review_url(self.enrollments(self.sequence)))],
+            "both parcels")
+
+    def test_review_request_lists_what_was_delivered(self):
+        """Each delivered item with its quantity and a link to review it; an
+        item whose delivery was canceled is not asked about."""
+        self.start(self.sequence)
+        order = self.env["sale.order"].create({
+            "partner_id": self.carol.id, "website_id": self.website.id,
+            "order_line": [(0, 0, {"product_id": self.tree.id, "product_uom_qty": 1}),
+                           (0, 0, {"product_id": self.pot.id, "product_uom_qty": 3})],
+        })
+        self.confirm(order, NOW)
+        picking = order.picking_ids
+        with freeze_time(NOW + timedelta(days=1)):
+            # the pot is out of stock: the rest of the delivery is canceled
+            picking.action_assign()
+            tree_move = picking.move_ids.filtered(lambda move: move.product_id == self.tree)
+            tree_move.quantity = 1
+            tree_move.picked = True
+            action = picking.button_validate()
+            Form(self.env["stock.backorder.confirmation"].with_context(action["context"])).save() \
+                .process_cancel_backorder()
+        self.assertEqual(order.delivery_status, "full")
+        self.assertEqual(order.order_line.mapped("qty_delivered"), [1, 0])
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(days=1, minutes=1))
+            self.run_crons(NOW + timedelta(days=6, minutes=1))
+        mail = self.assertQueued(self.carol, sequence=self.sequence)
+        enrollment = self.enrollments(self.sequence, self.carol)
+        self.assertEqual(self.delivered_items(mail), [
+            ("Olive Tree", "Quantity: 1", self.review_url(enrollment, self.tree))])
+        self.assertNotIn("Terracotta Pot", mail.body_html)
+        self.assertIn(f"Your order {order.name} was delivered",
+                      " ".join(html.fromstring(mail.body_html).text_content().split()))
 
     def test_rest_canceled_counts_as_delivered(self):
         order = self.sell(self.carol)

@@ -67,10 +67,16 @@ class TestPageViewed(WebsiteVisitsCommon):
             self.run_crons(NOW + timedelta(days=3, minutes=1))
         mail = self.assertQueued(self.alice)
         self.assertEqual(mail.subject, "Found what you were looking for?")
-        self.assertIn("Hi Alice Customer", mail.body_html)
+        root = lxml.html.fromstring(mail.body_html)
+        self.assertEqual(" ".join(root.xpath("//p")[0].text_content().split()), "Hi Alice Customer,")
+        self.assertIn("We noticed you have been exploring our collections lately.", root.text_content())
         tracker = self.env["link.tracker"].search([("url", "=like", f"%/fr{TREES}")])
         self.assertEqual(len(tracker), 1, "the button leads back to the last category seen")
-        self.assertIn(tracker.short_url, mail.body_html)
+        [button] = root.xpath("//a[normalize-space(.) = 'Continue browsing']")
+        self.assertEqual(button.get("href"), tracker.short_url)
+        [shop] = root.xpath("//a[normalize-space(.) = 'See the whole shop']")
+        self.assertEqual(self.tracked_url(shop.get("href")),
+                         f"{self.sequence.get_base_url()}/shop")
         self.assertRecordValues(enrollment, [{"state": "done"}])
 
         with self.mock_queue():

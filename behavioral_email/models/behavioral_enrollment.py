@@ -34,6 +34,7 @@ TRACE_DEFAULTS = {
     "mailing_trace_id": False,
     "subject": False,
     "body_html": False,
+    "body_purged_on": False,
 }
 
 # timeline entry kind -> badge class

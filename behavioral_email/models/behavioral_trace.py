@@ -1,7 +1,15 @@
 from collections import defaultdict
+from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+from ..tools import process_in_batches
+
+# days the copy of a sent email is kept (0: forever)
+BODY_RETENTION_PARAM = "behavioral_email.trace_body_retention_days"
+DEFAULT_BODY_RETENTION_DAYS = 90
 
 
 class BehavioralTrace(models.Model):
@@ -39,6 +47,12 @@ class BehavioralTrace(models.Model):
       ``behavioral_email.delivery_retry_hours``, or failed it otherwise (the
       enrollment is ``failed`` on this step, so that Retry sends it again);
       ``state_msg`` holds the server's reply.
+
+    The copy of the email (``body_html``) is personal data kept for staff
+    for a retention period only (``behavioral_email.trace_body_retention_days``):
+    :meth:`_gc_bodies` then clears it and stamps ``body_purged_on``; the
+    trace itself, its state and its delivery, opens and clicks stay, so that
+    every count is unchanged.
     """
 
     _name = "behavioral.trace"
@@ -90,11 +104,22 @@ class BehavioralTrace(models.Model):
     body_html = fields.Html(
         "Email", readonly=True, sanitize=False,
         help="The email as it was rendered for this customer (before link tracking).")
+    body_purged_on = fields.Datetime(
+        "Email Copy Deleted On", readonly=True, copy=False,
+        help="When the copy of this email was deleted, at the end of the retention period set in "
+             "the settings.")
 
     _sql_constraints = [
         ("enrollment_step_unique", "UNIQUE(enrollment_id, step_id)",
          "A step runs at most once for an enrollment."),
     ]
+
+    def init(self):
+        # The purge of old email copies reads only the traces that still hold
+        # one: its cost follows the emails sent, not the whole history.
+        self.env.cr.execute(SQL(
+            "CREATE INDEX IF NOT EXISTS behavioral_trace_body_kept_idx "
+            "ON behavioral_trace (executed_at) WHERE body_html IS NOT NULL"))
 
     @api.depends("step_id", "partner_id")
     def _compute_display_name(self):
@@ -106,9 +131,10 @@ class BehavioralTrace(models.Model):
     # ------------------------------------------------------------
 
     def action_view_email(self):
-        """Show the email as the customer received it."""
+        """Show the email as the customer received it, or, once its copy was
+        deleted at the end of the retention period, say so."""
         self.ensure_one()
-        if not self.body_html:
+        if not self.body_html and not self.body_purged_on:
             raise UserError(self.env._("The content of this email was not kept."))
         return {
             "type": "ir.actions.act_window",
@@ -119,6 +145,48 @@ class BehavioralTrace(models.Model):
             "views": [(self.env.ref("behavioral_email.behavioral_trace_view_form_email").id, "form")],
             "target": "new",
         }
+
+    # ------------------------------------------------------------
+    # RETENTION (called by the daily clean-up, behavioral.trigger._cron_gc)
+    # ------------------------------------------------------------
+
+    @api.model
+    def _gc_bodies(self):
+        """Delete the copies of the emails run longer ago than the retention
+        period (``behavioral_email.trace_body_retention_days``, 90 days by
+        default; 0 keeps them forever), in batches.
+
+        Only ``body_html`` is cleared, and ``body_purged_on`` set: the traces
+        stay, and with them every count (sent, delivered, opened, clicked).
+
+        :return int: the number of email copies deleted
+        """
+        params = self.env["ir.config_parameter"].sudo()
+        days = int(params.get_param(BODY_RETENTION_PARAM, DEFAULT_BODY_RETENTION_DAYS))
+        if days <= 0:
+            return 0
+        now = fields.Datetime.now()
+        limit = now - timedelta(days=days)
+        batch_size = 1000
+
+        def claim():
+            self.env.cr.execute(SQL(
+                """SELECT id FROM behavioral_trace
+                    WHERE body_html IS NOT NULL AND executed_at < %s
+                    ORDER BY executed_at, id LIMIT %s FOR UPDATE SKIP LOCKED""", limit, batch_size))
+            ids = [row[0] for row in self.env.cr.fetchall()]
+            return self.browse(ids), len(ids) == batch_size
+
+        def purge(traces):
+            traces.write({"body_html": False, "body_purged_on": now})
+
+        def count_remaining():
+            self.env.cr.execute(SQL(
+                "SELECT count(*) FROM behavioral_trace WHERE body_html IS NOT NULL AND executed_at < %s",
+                limit))
+            return self.env.cr.fetchone()[0]
+
+        return process_in_batches(self.env, claim, purge, count_remaining)
 
     # ------------------------------------------------------------
     # DELIVERY (called by mail.mail once a queued email failed for good)

@@ -314,6 +314,18 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _cron_gc(self):
+        """The daily clean-up of personal data past its retention period:
+        processed triggers (:meth:`_gc_triggers`), then the copies of the
+        emails sent (``behavioral.trace._gc_bodies``).
+
+        :return int: the number of triggers deleted
+        """
+        deleted = self._gc_triggers()
+        self.env["behavioral.trace"]._gc_bodies()
+        return deleted
+
+    @api.model
+    def _gc_triggers(self):
         """Delete processed triggers past the retention period, in batches.
 
         Raw signals are personal data: they are kept only as long as needed

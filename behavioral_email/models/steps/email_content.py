@@ -125,6 +125,8 @@ class BehavioralSequenceStep(models.Model):
             "restore_cart": (self.env._("Restore cart button"), "behavioral_email.email_block_restore_cart"),
             "order_link": (self.env._("Order link"), "behavioral_email.email_block_order_link"),
             "invoice_link": (self.env._("Invoice link"), "behavioral_email.email_block_invoice_link"),
+            "last_visited": (
+                self.env._("Continue browsing button"), "behavioral_email.email_block_last_visited"),
             "recommended_products": (
                 self.env._("Recommended products"), "behavioral_email.email_block_recommended_products"),
             "viewed_products": (self.env._("Viewed products"), "behavioral_email.email_block_viewed_products"),
@@ -252,20 +254,30 @@ class BehavioralSequenceStep(models.Model):
     def _get_email_render_error(self, old=None):
         """Render subject, preview, each block and the body for a sample
         enrollment; the first error that counts (see
-        :meth:`_check_email_content`), as a sentence, or False."""
-        sample, real = self._get_sample_enrollment()
+        :meth:`_check_email_content`), as a sentence, or False.
+
+        Each try runs in a savepoint, and gets a sample of its own: a failed
+        try rolls its savepoint back, which empties the cache, and with it
+        the values of a made-up (unsaved) sample; the next tries would
+        otherwise render for an enrollment with no customer, no sequence.
+        """
+        real = self._get_sample_enrollment()[1]
         mailing = self.mailing_id.sudo()
-        variables = dict(mailing._render_eval_context(), object=sample)
+        context = mailing._render_eval_context()
         QWeb = self.env["ir.qweb"].sudo()
         labels = {kind: label for kind, (label, _template) in self._get_email_blocks().items()}
         old = old or {}
 
+        def variables():
+            return dict(context, object=self._get_sample_enrollment()[0])
+
         def render_inline(text):
-            render_inline_template(parse_inline_template(str(text or "")), dict(variables))
+            with self.env.cr.savepoint():
+                render_inline_template(parse_inline_template(str(text or "")), variables())
 
         def render(source):
             with self.env.cr.savepoint():
-                QWeb._render(html.fragment_fromstring(source, create_parent="div"), dict(variables))
+                QWeb._render(html.fragment_fromstring(source, create_parent="div"), variables())
 
         def failure(renderer, source, old_source):
             """The error of rendering ``source`` if it counts, else None."""

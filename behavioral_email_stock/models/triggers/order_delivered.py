@@ -49,3 +49,29 @@ class BehavioralTrigger(models.Model):
                 "currency": order.currency_id.name,
             },
         } for order in orders if order.partner_id.id not in public])
+
+
+class BehavioralEnrollment(models.Model):
+    _inherit = "behavioral.enrollment"
+
+    def _get_delivered_lines(self):
+        """[(sale.order.line, review url)]: the lines of the order that were
+        delivered, at least in part (the rest of a line may have been
+        canceled), each with the link where the customer reviews its product
+        (``_get_review_links``). What the "Delivered items" block shows."""
+        self.ensure_one()
+        links = dict(self._get_review_links())
+        lines = self.order_id.sudo().order_line.filtered(
+            lambda line: line.product_id in links and line.qty_delivered > 0)
+        return [(line, links[line.product_id]) for line in lines]
+
+
+class BehavioralSequenceStep(models.Model):
+    _inherit = "behavioral.sequence.step"
+
+    @api.model
+    def _get_email_blocks(self):
+        blocks = super()._get_email_blocks()
+        blocks["delivered_lines"] = (
+            self.env._("Delivered items"), "behavioral_email_stock.email_block_delivered_lines")
+        return blocks
