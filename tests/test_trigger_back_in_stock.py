@@ -107,6 +107,22 @@ class TestBackInStock(ProductAlertsCommon):
         self.receive(self.agave, 3, NOW + timedelta(minutes=10))
         self.assertEqual(len(self.triggers()), 1, "already in stock: no new trigger")
 
+    def test_inventory_adjustment_counts_too(self):
+        """Stock found in a count and applied (Physical Inventory) brings the
+        product back."""
+        self.wish(self.alice, self.agave, NOW - timedelta(days=1))
+        with freeze_time(NOW):
+            quant = self.env["stock.quant"].with_context(inventory_mode=True).create({
+                "product_id": self.agave.id, "location_id": self.warehouse.lot_stock_id.id,
+                "inventory_quantity": 4,
+            })
+            quant.action_apply_inventory()
+        self.assertEqual(self.agave.qty_available, 4)
+        with self.mock_queue():
+            self.run_crons(NOW + timedelta(minutes=1))
+        self.assertEqual(self.triggers().payload["free_qty"], 4)
+        self.assertIn("Blue Agave", self.assertQueued(self.alice).body_html)
+
     def test_new_restock_after_selling_out(self):
         """Sold out again, then received again: a new trigger, refused by the
         shipped re-entry rule (once per product and customer)."""

@@ -17,6 +17,8 @@ class StockMove(models.Model):
 
     def _behavioral_watch_restock(self):
         """The free quantities the restock capture compares with; never raising."""
+        if not any(move.location_dest_id.usage == "internal" for move in self):
+            return None  # nothing enters the stock (a delivery...)
         try:
             with self.env.cr.savepoint():
                 return self.env["behavioral.trigger"].sudo()._get_restock_watch(self.sudo())
