@@ -70,7 +70,9 @@ class BehavioralEnrollment(models.Model):
     @api.depends("res_model", "res_id")
     def _compute_invoice_id(self):
         for enrollment in self:
-            enrollment.invoice_id = enrollment.res_id if enrollment.res_model == "account.move" else False
+            # a test send for a customer without invoices has no source (res_id 0)
+            enrollment.invoice_id = (
+                enrollment.res_id if enrollment.res_model == "account.move" and enrollment.res_id else False)
 
     @api.depends("invoice_id")
     def _compute_invoice_portal_url(self):
@@ -78,7 +80,7 @@ class BehavioralEnrollment(models.Model):
         # the portal link carries the invoice's token: given to those that
         # have none in one statement (get_portal_url would write one by one)
         missing = invoices.filtered(lambda m: not m.access_token)
-        if missing:
+        if missing.ids:
             self.env.cr.execute(SQL(
                 "UPDATE account_move SET access_token = gen_random_uuid()::text "
                 "WHERE id IN %s AND access_token IS NULL", tuple(missing.ids)))
