@@ -556,6 +556,31 @@ class BehavioralEnrollment(models.Model):
         method = getattr(self, f"_get_goal_reached_{goal}", None)
         return method(rows) if method and rows else {}
 
+    @api.model
+    def _get_goal_orders(self, rows, match):
+        """The first confirmed order of each row that ``match`` accepts, in
+        one query: the shared body of the goals on orders.
+
+        :param list rows: (key, partner id, order id or None, since, product ids or None)
+        :param SQL match: condition on the confirmed order ``so`` (sale_order)
+            and the row ``v`` (columns key, partner_id, order_id, since, product_ids)
+        :return dict: {key: id of the first order that matches}
+        """
+        if not rows:
+            return {}
+        self.env["sale.order"].flush_model(["state", "partner_id", "date_order"])
+        values = SQL(", ").join(
+            SQL("(%s::int, %s::int, %s::int, %s::timestamp, %s::int[])",
+                key, partner_id, order_id or None, since, product_ids)
+            for key, partner_id, order_id, since, product_ids in rows
+        )
+        self.env.cr.execute(SQL(
+            """SELECT v.key, min(so.id) FROM (VALUES %s) AS v(key, partner_id, order_id, since, product_ids)
+                 JOIN sale_order so ON so.state = 'sale' AND (%s)
+                GROUP BY v.key""",
+            values, match))
+        return dict(self.env.cr.fetchall())
+
     def _end_on_goal(self, reached):
         """Close these enrollments as converted.
 
