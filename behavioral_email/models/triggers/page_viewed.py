@@ -50,14 +50,9 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _detect_page_viewed(self, now):
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "page_viewed"),
-        ])
         # (pattern, minimum visits, window hours) -> the longest entry window that needs it
-        windows = {}
-        for sequence in sequences:
-            key = sequence._get_page_view_settings()
-            windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        windows = self._get_detection_windows(
+            "page_viewed", lambda sequence: [sequence._get_page_view_settings()])
         created = []
         self.env.flush_all()
         for (pattern, min_visits, window_hours), entry_hours in windows.items():

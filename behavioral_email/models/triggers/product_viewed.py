@@ -47,14 +47,9 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _detect_product_viewed(self, now):
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "product_viewed"),
-        ])
         # (idle minutes, look-back hours, minimum views) -> the longest entry window that needs it
-        windows = {}
-        for sequence in sequences:
-            key = sequence._get_product_view_settings()
-            windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        windows = self._get_detection_windows(
+            "product_viewed", lambda sequence: [sequence._get_product_view_settings()])
         created = []
         self.env.flush_all()
         for (idle_minutes, lookback_hours, min_views), window_hours in windows.items():
