@@ -66,9 +66,27 @@ class RetryCounter(logging.Handler):
             self.count += 1
 
 
-def worker(db, index, ready, results, die_in_batch):
+def advance_by_cron(reg):
+    """Run the advancing cron once, as an Odoo cron worker does: it claims
+    and runs batches until none is due. Returns (enrollments advanced, 0)."""
     import odoo
     from odoo import api
+    with reg.cursor() as cr:
+        env = api.Environment(cr, odoo.SUPERUSER_ID, {})
+        done = env["behavioral.enrollment"]._cron_advance()
+        cr.commit()
+    return done, 0
+
+
+def worker(db, index, ready, results, run_batches, die_in_batch=0):
+    """One Odoo server with its own connection: load the registry, wait for
+    the other workers, then run batches with ``run_batches(registry)``
+    (:func:`advance_by_cron` or :func:`advance_by_jobs`), which returns
+    (work done, failures). ``die_in_batch``: SIGKILL this process right
+    after its Nth batch, processed but not committed.
+
+    results[index]: (pid, work done, failures, seconds, transient conflicts retried)
+    """
     try:
         reg = registry(db)
     except BaseException:
@@ -78,8 +96,8 @@ def worker(db, index, ready, results, die_in_batch):
     batch_logger = logging.getLogger("odoo.addons.behavioral_email")
     batch_logger.setLevel(logging.INFO)
     batch_logger.addHandler(counter)
-    Enrollment = reg["behavioral.enrollment"]
     if die_in_batch:
+        Enrollment = reg["behavioral.enrollment"]
         original = Enrollment._advance_safely
         batches = []
 
@@ -92,22 +110,51 @@ def worker(db, index, ready, results, die_in_batch):
 
         Enrollment._advance_safely = advance_then_die
     ready.wait(timeout=600)  # every worker loaded: all start at once
-    with reg.cursor() as cr:
-        env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-        t0 = time.perf_counter()
-        done = env["behavioral.enrollment"]._cron_advance()
-        cr.commit()
-        results[index] = (done, time.perf_counter() - t0, counter.count)
+    t0 = time.perf_counter()
+    done, failed = run_batches(reg)
+    results[index] = (os.getpid(), done, failed, time.perf_counter() - t0, counter.count)
 
 
-def finisher(db, results):
-    import odoo
-    from odoo import api
-    reg = registry(db)
-    with reg.cursor() as cr:
-        env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-        results["finish"] = (env["behavioral.enrollment"]._cron_advance(), 0.0, 0)
-        cr.commit()
+def start_workers(context, db, count, results, run_batches, die_in_batch=None):
+    """Start ``count`` worker processes, released together; ``die_in_batch``:
+    {worker index: batch after which it is killed}.
+
+    Returns (the processes, their barrier): hold on to the barrier until they
+    are joined, the workers open it by name after they start.
+    """
+    ready = context.Barrier(count)
+    procs = [context.Process(target=worker, args=(db, i, ready, results, run_batches,
+                                                  (die_in_batch or {}).get(i, 0)))
+             for i in range(count)]
+    for proc in procs:
+        proc.start()
+    return procs, ready
+
+
+def create_database(db, modules):
+    """A fresh database ``db`` with ``modules`` installed, no demo data."""
+    subprocess.run(["dropdb", "--if-exists", db], check=True)
+    print(f"building {db} ({modules}) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path()}",
+                    "-i", modules, "--without-demo=all", "--stop-after-init",
+                    "--log-level=warn", "--log-handler=py.warnings:ERROR"], check=True)
+
+
+def build_welcome(env, contacts):
+    """A running one-email welcome sequence and ``contacts`` new contacts
+    (each one a trigger for it); returns the sequence."""
+    sequence = env["behavioral.sequence"].create({
+        "name": "Concurrency check", "trigger_type": "partner_created", "reentry": "partner",
+        "email_from": "shop@example.com",
+        "step_ids": [(0, 0, {"subject": "Hello {{ object.partner_id.name }}",
+                             "body_html": "<p>Hello <t t-out='object.partner_id.name'/></p>",
+                             "delay_value": 0})],
+    })
+    sequence.action_start()
+    env["res.partner"].create([
+        {"name": f"Contact {i}", "email": f"contact{i}@example.com"} for i in range(contacts)
+    ])
+    return sequence
 
 
 def build_queue(env, args):
@@ -117,17 +164,7 @@ def build_queue(env, args):
     from odoo import fields
     env["ir.config_parameter"].set_param("behavioral_email.advance_batch_size", args.batch)
     if args.scenario == "welcome":
-        sequence = env["behavioral.sequence"].create({
-            "name": "Concurrency check", "trigger_type": "partner_created", "reentry": "partner",
-            "email_from": "shop@example.com",
-            "step_ids": [(0, 0, {"subject": "Hello {{ object.partner_id.name }}",
-                                 "body_html": "<p>Hello <t t-out='object.partner_id.name'/></p>",
-                                 "delay_value": 0})],
-        })
-        sequence.action_start()
-        env["res.partner"].create([
-            {"name": f"Contact {i}", "email": f"contact{i}@example.com"} for i in range(args.contacts)
-        ])
+        sequence = build_welcome(env, args.contacts)
     else:
         env.company.email = "shop@example.com"
         website = env["website"].search([], limit=1)
@@ -167,12 +204,7 @@ def main():
     if args.queue_job:
         sys.exit(queue_job_check(args))
     db = args.db
-
-    subprocess.run(["dropdb", "--if-exists", db], check=True)
-    print(f"building {db} ...", flush=True)
-    subprocess.run([sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path()}",
-                    "-i", "behavioral_email", "--without-demo=all", "--stop-after-init",
-                    "--log-level=warn", "--log-handler=py.warnings:ERROR"], check=True)
+    create_database(db, "behavioral_email")
     import odoo
     from odoo import api
     reg = registry(db)
@@ -187,16 +219,15 @@ def main():
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         results = manager.dict()
-        ready = context.Barrier(args.workers)
-        procs = [context.Process(target=worker, args=(db, i, ready, results, 2 if args.kill and i == 0 else 0))
-                 for i in range(args.workers)]
-        for proc in procs:
-            proc.start()
+        # the barrier is held (_ready) until the workers are joined
+        procs, _ready = start_workers(context, db, args.workers, results, advance_by_cron,
+                                      die_in_batch={0: 2} if args.kill else None)
         for proc in procs:
             proc.join()
         exitcodes = [proc.exitcode for proc in procs]
         # the crons left to finish: what a killed worker held is picked up
-        last = context.Process(target=finisher, args=(db, results))
+        alone = context.Barrier(1)
+        last = context.Process(target=worker, args=(db, "finish", alone, results, advance_by_cron))
         last.start()
         last.join()
         shares = dict(results)
@@ -220,7 +251,7 @@ def main():
         cr.execute("SELECT count(*) FROM behavioral_trace WHERE state != 'sent'")
         not_sent = cr.fetchone()[0]
     for index in sorted(shares, key=str):
-        count, seconds, retried = shares[index]
+        _pid, count, _failed, seconds, retried = shares[index]
         print(f"  worker {index}: advanced {count} enrollments in {seconds:.1f}s, {retried} transient conflicts retried")
     killed = [i for i, code in enumerate(exitcodes) if code == -signal.SIGKILL]
     if killed:
@@ -259,17 +290,15 @@ def pick_job(cr):
     return row and row[0]
 
 
-def queue_job_worker(db, index, ready, results):
+def advance_by_jobs(reg):
     """Perform the channel's jobs until none is pending, enqueued or started:
     each in its own transaction, through queue_job's own controller code
-    (acquire: state started + lock; perform, done, commit; retry or fail)."""
+    (acquire: state started + lock; perform, done, commit; retry or fail).
+    Returns (jobs performed, jobs failed)."""
     import odoo
     from odoo import api
-    reg = registry(db)
     from odoo.addons.queue_job.controllers.main import RunJobController
-    ready.wait(timeout=300)
     performed = failed = 0
-    t0 = time.perf_counter()
     while True:
         with reg.cursor() as cr:
             env = api.Environment(cr, odoo.SUPERUSER_ID, {})
@@ -290,7 +319,7 @@ def queue_job_worker(db, index, ready, results):
                 performed += 1
             except Exception:  # noqa: BLE001 - _runjob marked the job failed and logged why
                 failed += 1
-    results[index] = (os.getpid(), performed, failed, time.perf_counter() - t0)
+    return performed, failed
 
 
 def queue_job_check(args):
@@ -301,11 +330,7 @@ def queue_job_check(args):
     run it) puts the job back, and another worker performs it again. Every
     enrollment must be advanced exactly once and every job end done."""
     db = args.db
-    subprocess.run(["dropdb", "--if-exists", db], check=True)
-    print(f"building {db} (behavioral_email + behavioral_email_queue_job) ...")
-    subprocess.run([sys.executable, "-m", "odoo", "-d", db, f"--addons-path={addons_path()}",
-                    "-i", "behavioral_email,behavioral_email_queue_job", "--without-demo=all",
-                    "--stop-after-init", "--log-level=warn", "--log-handler=py.warnings:ERROR"], check=True)
+    create_database(db, "behavioral_email,behavioral_email_queue_job")
     # what an operator sets: the channel runs as many jobs at once as there are workers
     os.environ["ODOO_QUEUE_JOB_CHANNELS"] = f"root:{args.workers},{QUEUE_JOB_CHANNEL}:{args.workers}"
     import odoo
@@ -315,17 +340,7 @@ def queue_job_check(args):
     with reg.cursor() as cr:
         env = api.Environment(cr, odoo.SUPERUSER_ID, {})
         env["ir.config_parameter"].set_param("behavioral_email.advance_batch_size", args.batch)
-        sequence = env["behavioral.sequence"].create({
-            "name": "Concurrency check", "trigger_type": "partner_created", "reentry": "partner",
-            "email_from": "shop@example.com",
-            "step_ids": [(0, 0, {"subject": "Hello {{ object.partner_id.name }}",
-                                 "body_html": "<p>Hello <t t-out='object.partner_id.name'/></p>",
-                                 "delay_value": 0})],
-        })
-        sequence.action_start()
-        env["res.partner"].create([
-            {"name": f"Contact {i}", "email": f"contact{i}@example.com"} for i in range(args.contacts)
-        ])
+        sequence = build_welcome(env, args.contacts)
         # enrollment is not what is checked here: done inline (queue_job's own switch)
         env["behavioral.trigger"].with_context(queue_job__no_delay=True)._cron_enroll()
         enrolled = env["behavioral.enrollment"].search_count([("sequence_id", "=", sequence.id)])
@@ -342,11 +357,7 @@ def queue_job_check(args):
     killed = None
     with context.Manager() as manager:
         results = manager.dict()
-        ready = context.Barrier(args.workers)
-        procs = [context.Process(target=queue_job_worker, args=(db, i, ready, results))
-                 for i in range(args.workers)]
-        for proc in procs:
-            proc.start()
+        procs, _ready = start_workers(context, db, args.workers, results, advance_by_jobs)
         runner_db = Database(db)  # queue_job's own requeuer, as its job runner runs it
         try:
             victim = procs[0] if args.workers > 1 else None
@@ -384,7 +395,7 @@ def queue_job_check(args):
         cr.execute("""SELECT count(DISTINCT identity_key) FROM queue_job""")
         slots_used = cr.fetchone()[0]
     for index in sorted(shares):
-        pid, performed, failed, seconds = shares[index]
+        pid, performed, failed, seconds, _retried = shares[index]
         print(f"  worker {index} (pid {pid}): performed {performed} job(s), {failed} failed, in {seconds:.1f}s")
     print(f"jobs {sum(job_states.values())} in {slots_used} slot(s), by state {job_states}")
     if killed:

@@ -5,15 +5,14 @@ The bulk of the cases record visits through website's own path
 shop's category pages for real."""
 from datetime import datetime, timedelta
 
-import lxml.html
 from freezegun import freeze_time
 
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.exceptions import ValidationError
-from odoo.tests.common import HttpCase, tagged
+from odoo.tests.common import tagged
 
-from .common import NOW, BehavioralCase
-from .website_common import WebsiteVisitsCommon
+from .common import NOW
+from .website_common import ShopBrowsingCase, WebsiteVisitsCommon
 
 PLANTERS = "/shop/category/planters-1"
 TREES = "/shop/category/trees-2"
@@ -196,7 +195,7 @@ class TestPageViewed(WebsiteVisitsCommon):
 
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
-class TestPageViewedOverHttp(HttpCase, BehavioralCase):
+class TestPageViewedOverHttp(ShopBrowsingCase):
     """A customer browses the shop's category pages for real; website records
     each visit (website.visitor._handle_webpage_dispatch)."""
 
@@ -226,21 +225,6 @@ class TestPageViewedOverHttp(HttpCase, BehavioralCase):
             response = self.url_open(self.path)
             self.assertEqual(response.status_code, 200)
             self.assertIn("Cedar Raised Bed", response.text)
-
-    def _login_in_this_session(self, user):
-        """Log in through the login form, keeping the browser's session, so
-        that website merges the anonymous visitor as it does for real."""
-        form = self.url_open("/web/login")
-        csrf = lxml.html.fromstring(form.text).xpath("//input[@name='csrf_token']/@value")[0]
-        response = self.url_open("/web/login", data={
-            "login": user.login, "password": user.login, "csrf_token": csrf})
-        self.assertEqual(response.status_code, 200)
-
-    def _run_crons(self, at):
-        with freeze_time(at):
-            self.env["behavioral.trigger"]._cron_detect()
-            self.env["behavioral.trigger"]._cron_enroll()
-            self.env["behavioral.enrollment"]._cron_advance()
 
     def test_category_visits_over_http(self):
         """An anonymous visitor who never logs in counts for nothing; one who

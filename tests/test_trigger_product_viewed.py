@@ -10,10 +10,10 @@ from freezegun import freeze_time
 
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.exceptions import ValidationError
-from odoo.tests.common import HttpCase, tagged
+from odoo.tests.common import tagged
 
-from .common import NOW, BehavioralCase
-from .website_common import WebsiteVisitsCommon
+from .common import NOW
+from .website_common import ShopBrowsingCase, WebsiteVisitsCommon
 
 
 class TestProductViewed(WebsiteVisitsCommon):
@@ -311,7 +311,7 @@ class TestProductViewed(WebsiteVisitsCommon):
 
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
-class TestProductViewedOverHttp(HttpCase, BehavioralCase):
+class TestProductViewedOverHttp(ShopBrowsingCase):
     """A customer opens product pages in the real shop; the page reports each
     view the way its script does (website_sale_recently_viewed.js)."""
 
@@ -349,21 +349,6 @@ class TestProductViewedOverHttp(HttpCase, BehavioralCase):
         self.make_jsonrpc_request("/shop/products/recently_viewed_update", {
             "product_id": int(product_input.get("value")),
         })
-
-    def _login_in_this_session(self, user):
-        """Log in through the login form, keeping the browser's session, so
-        that website merges the anonymous visitor as it does for real."""
-        form = self.url_open("/web/login")
-        csrf = lxml.html.fromstring(form.text).xpath("//input[@name='csrf_token']/@value")[0]
-        response = self.url_open("/web/login", data={
-            "login": user.login, "password": user.login, "csrf_token": csrf})
-        self.assertEqual(response.status_code, 200)
-
-    def _run_crons(self, at):
-        with freeze_time(at):
-            self.env["behavioral.trigger"]._cron_detect()
-            self.env["behavioral.trigger"]._cron_enroll()
-            self.env["behavioral.enrollment"]._cron_advance()
 
     def _sequence_mails(self):
         return self._new_mails.filtered(lambda m: m.model == "behavioral.enrollment")

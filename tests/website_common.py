@@ -2,11 +2,13 @@
 visit-based trigger kinds (``product_viewed``, ``page_viewed``)."""
 import uuid
 
+import lxml.html
 from freezegun import freeze_time
 
 from odoo.addons.mail.tests.common import mail_new_test_user
+from odoo.tests.common import HttpCase
 
-from .common import BehavioralCommon
+from .common import BehavioralCase, BehavioralCommon
 
 
 class WebsiteVisitsCommon(BehavioralCommon):
@@ -57,3 +59,22 @@ class WebsiteVisitsCommon(BehavioralCommon):
         result = func(*args)
         self.env.flush_all()
         return self.env.cr.sql_log_count - before, result
+
+
+class ShopBrowsingCase(HttpCase, BehavioralCase):
+    """For the tests where a customer browses the real shop over HTTP."""
+
+    def _login_in_this_session(self, user):
+        """Log in through the login form, keeping the browser's session, so
+        that website merges the anonymous visitor as it does for real."""
+        form = self.url_open("/web/login")
+        csrf = lxml.html.fromstring(form.text).xpath("//input[@name='csrf_token']/@value")[0]
+        response = self.url_open("/web/login", data={
+            "login": user.login, "password": user.login, "csrf_token": csrf})
+        self.assertEqual(response.status_code, 200)
+
+    def _run_crons(self, at):
+        with freeze_time(at):
+            self.env["behavioral.trigger"]._cron_detect()
+            self.env["behavioral.trigger"]._cron_enroll()
+            self.env["behavioral.enrollment"]._cron_advance()

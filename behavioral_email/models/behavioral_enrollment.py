@@ -557,6 +557,31 @@ class BehavioralEnrollment(models.Model):
         method = getattr(self, f"_get_goal_reached_{goal}", None)
         return method(rows) if method and rows else {}
 
+    @api.model
+    def _get_goal_orders(self, rows, match):
+        """The first confirmed order of each row that ``match`` accepts, in
+        one query: the shared body of the goals on orders.
+
+        :param list rows: (key, partner id, order id or None, since, product ids or None)
+        :param SQL match: condition on the confirmed order ``so`` (sale_order)
+            and the row ``v`` (columns key, partner_id, order_id, since, product_ids)
+        :return dict: {key: id of the first order that matches}
+        """
+        if not rows:
+            return {}
+        self.env["sale.order"].flush_model(["state", "partner_id", "date_order"])
+        values = SQL(", ").join(
+            SQL("(%s::int, %s::int, %s::int, %s::timestamp, %s::int[])",
+                key, partner_id, order_id or None, since, product_ids)
+            for key, partner_id, order_id, since, product_ids in rows
+        )
+        self.env.cr.execute(SQL(
+            """SELECT v.key, min(so.id) FROM (VALUES %s) AS v(key, partner_id, order_id, since, product_ids)
+                 JOIN sale_order so ON so.state = 'sale' AND (%s)
+                GROUP BY v.key""",
+            values, match))
+        return dict(self.env.cr.fetchall())
+
     def _end_on_goal(self, reached):
         """Close these enrollments as converted.
 
@@ -912,6 +937,34 @@ class BehavioralEnrollment(models.Model):
             region=company.country_id.code,
         )
 
+    @api.model
+    def _get_capped_step_types(self):
+        """The step kinds the frequency cap applies to (``_get_cadence_kinds``),
+        sorted: the marketing messages that wait and count."""
+        kinds = self.env["behavioral.sequence.step"]._get_cadence_kinds()
+        return sorted(kind for kind, rules in kinds.items() if "cap" in rules)
+
+    @api.model
+    def _get_marketing_sent(self, partner_ids, since, aggregate):
+        """The marketing messages sent to these customers after ``since``:
+        steps of the capped kinds (``_get_capped_step_types``) of sequences
+        that are not transactional. One query.
+
+        :param SQL aggregate: aggregate of ``t.executed_at`` (send times)
+        :return dict: {partner id: aggregate}, for the customers sent any
+        """
+        self.env.flush_all()
+        self.env.cr.execute(SQL(
+            """SELECT t.partner_id, %s
+                 FROM behavioral_trace t
+                 JOIN behavioral_sequence_step st ON st.id = t.step_id
+                 JOIN behavioral_sequence s ON s.id = t.sequence_id
+                WHERE t.state = 'sent' AND st.step_type IN %s AND s.consent_mode != 'transactional'
+                  AND t.partner_id IN %s AND t.executed_at > %s
+                GROUP BY t.partner_id""",
+            aggregate, tuple(self._get_capped_step_types()), tuple(partner_ids), since))
+        return dict(self.env.cr.fetchall())
+
     def _get_frequency_cap_delays(self, now):
         """At most ``behavioral_cap_count`` marketing emails per customer in
         ``behavioral_cap_hours`` hours, across all sequences (the company's
@@ -922,8 +975,7 @@ class BehavioralEnrollment(models.Model):
 
         :return dict: {enrollment id: (UTC datetime, reason)}
         """
-        kinds = self.env["behavioral.sequence.step"]._get_cadence_kinds()
-        capped_types = sorted(kind for kind, rules in kinds.items() if "cap" in rules)
+        capped_types = self._get_capped_step_types()
         candidates = self.filtered(
             lambda e: e.step_id.step_type in capped_types and e.sequence_id.consent_mode != "transactional"
             and (e.company_id or e.sequence_id.company_id or self.env.company).behavioral_cap_count > 0)
@@ -931,17 +983,9 @@ class BehavioralEnrollment(models.Model):
             return {}
         companies = {e.id: e.company_id or e.sequence_id.company_id or self.env.company for e in candidates}
         longest = max(company.behavioral_cap_hours for company in companies.values())
-        self.env.flush_all()
-        self.env.cr.execute(SQL(
-            """SELECT t.partner_id, array_agg(t.executed_at ORDER BY t.executed_at)
-                 FROM behavioral_trace t
-                 JOIN behavioral_sequence_step st ON st.id = t.step_id
-                 JOIN behavioral_sequence s ON s.id = t.sequence_id
-                WHERE t.state = 'sent' AND st.step_type IN %s AND s.consent_mode != 'transactional'
-                  AND t.partner_id IN %s AND t.executed_at > %s
-                GROUP BY t.partner_id""",
-            tuple(capped_types), tuple(set(candidates.partner_id.ids)), now - timedelta(hours=longest)))
-        sent = dict(self.env.cr.fetchall())
+        sent = self._get_marketing_sent(
+            candidates.partner_id.ids, now - timedelta(hours=longest),
+            SQL("array_agg(t.executed_at ORDER BY t.executed_at)"))
         delays = {}
         by_partner = defaultdict(list)
         for enrollment in candidates:
@@ -1001,8 +1045,7 @@ class BehavioralEnrollmentPreferences(models.Model):
         :return dict: {enrollment id: (not before datetime, reason)} for the
             enrollments that must wait
         """
-        kinds = self.env["behavioral.sequence.step"]._get_cadence_kinds()
-        capped_types = sorted(kind for kind, rules in kinds.items() if "cap" in rules)
+        capped_types = self._get_capped_step_types()
         marketing = self.filtered(
             lambda e: e.step_id.step_type in capped_types and e.sequence_id.consent_mode != "transactional")
         if not marketing:
@@ -1021,17 +1064,8 @@ class BehavioralEnrollmentPreferences(models.Model):
             lambda e: e.id not in delays and e.partner_id.behavioral_frequency in periods)
         if not capped:
             return delays
-        self.env.flush_all()
-        self.env.cr.execute(SQL(
-            """SELECT t.partner_id, max(t.executed_at)
-                 FROM behavioral_trace t
-                 JOIN behavioral_sequence_step st ON st.id = t.step_id
-                 JOIN behavioral_sequence s ON s.id = t.sequence_id
-                WHERE t.state = 'sent' AND st.step_type IN %s AND s.consent_mode != 'transactional'
-                  AND t.partner_id IN %s AND t.executed_at > %s
-                GROUP BY t.partner_id""",
-            tuple(capped_types), tuple(capped.partner_id.ids), now - max(periods.values())))
-        last_sent = dict(self.env.cr.fetchall())
+        last_sent = self._get_marketing_sent(
+            capped.partner_id.ids, now - max(periods.values()), SQL("max(t.executed_at)"))
         reasons = {
             "weekly": self.env._("The customer asked for at most one email a week"),
             "monthly": self.env._("The customer asked for at most one email a month"),

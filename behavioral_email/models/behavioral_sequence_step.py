@@ -151,7 +151,7 @@ class BehavioralSequenceStep(models.Model):
     @api.depends("branch_target", "sequence_id.source_model")
     def _compute_branch_model(self):
         for step in self:
-            step.branch_model = "res.partner" if step.branch_target == "partner" else step.sequence_id.source_model
+            step.branch_model = step._get_condition_model(step.branch_target)
 
     @api.depends("name", "parent_id", "branch_condition", "sequence", "delay_value", "delay_unit",
                  "sequence_id.step_ids")
@@ -190,13 +190,11 @@ class BehavioralSequenceStep(models.Model):
     @api.constrains("condition_domain")
     def _check_condition(self):
         for step in self:
-            try:
-                domain = literal_eval(step.condition_domain or "[]")
-                self.env[step.sequence_id.source_model].sudo().search_count(domain, limit=1)
-            except Exception as exc:
+            error = step._get_domain_error(step.sequence_id.source_model, step.condition_domain)
+            if error:
                 raise ValidationError(self.env._(
                     "The condition of step %(step)s is not a valid domain: %(error)s",
-                    step=step.display_name, error=exc)) from exc
+                    step=step.display_name, error=error)) from error
 
     @api.constrains("parent_id", "branch_condition", "sequence", "sequence_id")
     def _check_branches(self):
@@ -223,13 +221,11 @@ class BehavioralSequenceStep(models.Model):
     @api.constrains("branch_domain", "branch_target")
     def _check_branch_domain(self):
         for step in self:
-            try:
-                domain = literal_eval(step.branch_domain or "[]")
-                self.env[step.branch_model].sudo().search_count(domain, limit=1)
-            except Exception as exc:
+            error = step._get_domain_error(step.branch_model, step.branch_domain)
+            if error:
                 raise ValidationError(self.env._(
                     "The branch condition of step %(step)s is not a valid domain: %(error)s",
-                    step=step.display_name, error=exc)) from exc
+                    step=step.display_name, error=error)) from error
 
     @api.constrains("send_hour_from", "send_hour_to", *WEEKDAY_FIELDS)
     def _check_send_window(self):
@@ -280,6 +276,34 @@ class BehavioralSequenceStep(models.Model):
     def _get_delay(self):
         self.ensure_one()
         return DELAY_UNITS[self.delay_unit](self.delay_value)
+
+    def _get_condition_model(self, target):
+        """Model a condition of this step reads: the customer's
+        (``target`` 'partner') or the source document's."""
+        self.ensure_one()
+        return "res.partner" if target == "partner" else self.sequence_id.source_model
+
+    @api.model
+    def _get_domain_error(self, model, domain):
+        """Why ``domain`` (the text of a domain) cannot search ``model``:
+        the error raised, or None when it can."""
+        try:
+            self.env[model].sudo().search_count(literal_eval(domain or "[]"), limit=1)
+        except Exception as exc:  # noqa: BLE001 - any error makes the domain invalid; the caller says so
+            return exc
+        return None
+
+    def _get_domain_matches(self, enrollments, target, domain):
+        """Ids of the enrollments whose customer (``target`` 'partner') or
+        source document (otherwise) meets ``domain`` (the text of a domain),
+        archived records included; one search for the group."""
+        self.ensure_one()
+        on_partner = target == "partner"
+        ids = enrollments.mapped("partner_id.id") if on_partner else enrollments.mapped("res_id")
+        domain = expression.AND([literal_eval(domain or "[]"), [("id", "in", ids)]])
+        Model = self.env[self._get_condition_model(target)].sudo().with_context(active_test=False)
+        matching = set(Model.search(domain).ids)
+        return {e.id for e in enrollments if (e.partner_id.id if on_partner else e.res_id) in matching}
 
     def _get_content_problem(self):
         """Why this step cannot run as it is (a sentence), or False."""
@@ -412,12 +436,10 @@ class BehavioralSequenceStep(models.Model):
         if pending and self.branch_condition != "always":
             outcomes.update(self._check_branch(pending))
         # condition on the source document
-        condition = literal_eval(self.condition_domain or "[]")
-        if condition:
+        if literal_eval(self.condition_domain or "[]"):
             pending = enrollments.filtered(lambda e: e.id not in outcomes)
-            matching = set(Source.search(
-                expression.AND([condition, [("id", "in", pending.mapped("res_id"))]])).ids)
-            for enrollment in pending.filtered(lambda e: e.res_id not in matching):
+            matching = self._get_domain_matches(pending, "source", self.condition_domain)
+            for enrollment in pending.filtered(lambda e: e.id not in matching):
                 outcomes[enrollment.id] = {
                     "state": "skipped", "state_msg": self.env._("The step condition did not match."),
                 }
@@ -460,17 +482,8 @@ class BehavioralSequenceStep(models.Model):
                 if engaged == (condition in ("opened", "clicked")):
                     holds.add(enrollment.id)
         else:
-            if self.branch_target == "partner":
-                model, ids = "res.partner", enrollments.mapped("partner_id.id")
-            else:
-                model, ids = self.sequence_id.source_model, enrollments.mapped("res_id")
-            domain = expression.AND([literal_eval(self.branch_domain or "[]"), [("id", "in", ids)]])
-            matching = set(self.env[model].sudo().with_context(active_test=False).search(domain).ids)
-            holds = {
-                e.id for e in enrollments
-                if ((e.partner_id.id if self.branch_target == "partner" else e.res_id) in matching)
-                == (condition == "holds")
-            }
+            matching = self._get_domain_matches(enrollments, self.branch_target, self.branch_domain)
+            holds = {e.id for e in enrollments if (e.id in matching) == (condition == "holds")}
         sibling = self._get_next_sibling()
         label = dict(self._fields["branch_condition"]._description_selection(self.env)).get(condition)
         now = fields.Datetime.now()

@@ -219,6 +219,24 @@ class BehavioralTrigger(models.Model):
                    self.env.uid, fields.Datetime.now())
 
     @api.model
+    def _get_detection_windows(self, kind, get_settings):
+        """The settings the running sequences of ``kind`` detect with, each
+        with the longest entry window of the sequences that use it: one
+        detection per setting serves them all.
+
+        :param get_settings: function of a sequence returning the settings
+            (hashable) it detects with, a list
+        :return dict: {settings: entry window in hours}
+        """
+        windows = {}
+        for sequence in self.env["behavioral.sequence"].sudo().search([
+            ("state", "=", "running"), ("trigger_type", "=", kind),
+        ]):
+            for settings in get_settings(sequence):
+                windows[settings] = max(windows.get(settings, 0), sequence.entry_window_hours)
+        return windows
+
+    @api.model
     def _get_public_partner_ids(self):
         """Partners of the websites' public users: never a customer."""
         return self.env["website"].sudo().search([]).user_id.partner_id.ids  # pylint: disable=no-search-all

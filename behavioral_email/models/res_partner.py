@@ -8,7 +8,7 @@ from odoo.exceptions import AccessError
 from odoo.tools import SQL, split_every
 
 from ..tools import can_commit
-from ..tools.revenue import order_money_join
+from ..tools.revenue import NET_REVENUE, order_money_join
 from .behavioral_consent import CTX_ERASURE, CTX_SOURCE
 from .triggers.date_anniversary import sql_month_day
 
@@ -193,7 +193,7 @@ class ResPartner(models.Model):
             "behavioral_email.clv_horizon_years", 2) or 2)
         self.env.cr.execute(SQL(
             """WITH orders AS (
-                   SELECT so.partner_id, so.date_order, money.amount - money.refunded AS revenue
+                   SELECT so.partner_id, so.date_order, %(net)s AS revenue
                      FROM sale_order so
                      %(money)s
                     WHERE so.partner_id IN %(ids)s AND so.state = 'sale'
@@ -214,7 +214,7 @@ class ResPartner(models.Model):
                  FROM res_partner target
                  LEFT JOIN totals ON totals.partner_id = target.id
                 WHERE p.id = target.id AND target.id IN %(ids)s""",
-            money=order_money_join("so"), ids=tuple(self.ids), horizon=horizon))
+            money=order_money_join("so"), net=NET_REVENUE, ids=tuple(self.ids), horizon=horizon))
         self.invalidate_recordset(["behavioral_clv_historic", "behavioral_clv_expected"])
 
 

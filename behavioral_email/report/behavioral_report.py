@@ -1,7 +1,7 @@
 from odoo import fields, models, tools
 from odoo.tools import SQL
 
-from ..tools.revenue import MARGIN, order_money_join
+from ..tools.revenue import confirmed_orders_join
 
 # An unsubscription (address blocklisted, or opted out of a mailing list)
 # counts against the last email a sequence sent to that address, when it came
@@ -94,14 +94,7 @@ class BehavioralReport(models.Model):
                   JOIN behavioral_enrollment e ON e.id = bt.enrollment_id
                   LEFT JOIN mailing_trace mt ON mt.id = bt.mailing_trace_id
                   LEFT JOIN res_partner partner ON partner.id = bt.partner_id
-                  LEFT JOIN LATERAL (
-                      SELECT count(*) AS order_count,
-                             sum(money.amount - money.refunded) AS revenue,
-                             sum(%(margin)s) AS margin
-                        FROM sale_order so
-                        %(money)s
-                       WHERE so.behavioral_trace_id = bt.id AND so.state = 'sale'
-                  ) orders ON TRUE
+                  %(orders)s
                   LEFT JOIN LATERAL (
                       SELECT 1 AS flag
                         FROM (
@@ -125,5 +118,5 @@ class BehavioralReport(models.Model):
                        LIMIT 1
                   ) unsubscription ON bt.mailing_trace_id IS NOT NULL
             )""",
-            table=SQL.identifier(self._table), money=order_money_join("so"), margin=MARGIN,
-            days=UNSUBSCRIBE_DAYS))
+            table=SQL.identifier(self._table), days=UNSUBSCRIBE_DAYS,
+            orders=confirmed_orders_join("orders", SQL("so.behavioral_trace_id = bt.id"), margin=True)))

@@ -4,7 +4,7 @@ from odoo import fields, models, tools
 from odoo.tools import SQL
 
 from ..tools import stats
-from ..tools.revenue import order_money_join
+from ..tools.revenue import confirmed_orders_join
 
 CUSTOMER_GROUPS = [
     ("engaged", "Engaged (opened or clicked)"),
@@ -86,16 +86,12 @@ class BehavioralReportEntrant(models.Model):
                         LEFT JOIN mailing_trace mt ON mt.id = bt.mailing_trace_id
                        WHERE bt.enrollment_id = e.id
                   ) engagement ON TRUE
-                  LEFT JOIN LATERAL (
-                      SELECT count(*) AS order_count, sum(money.amount - money.refunded) AS revenue
-                        FROM sale_order so
-                        %(money)s
-                       WHERE so.partner_id = e.partner_id AND so.state = 'sale'
-                         AND so.date_order > e.entered_at
-                         AND so.date_order <= e.entered_at + s.measure_window_days * interval '1 day'
-                  ) orders ON TRUE
+                  %(orders)s
                  WHERE e.entered_at IS NOT NULL
-            )""", table=SQL.identifier(self._table), money=order_money_join("so")))
+            )""", table=SQL.identifier(self._table), orders=confirmed_orders_join("orders", SQL(
+                """so.partner_id = e.partner_id
+                   AND so.date_order > e.entered_at
+                   AND so.date_order <= e.entered_at + s.measure_window_days * interval '1 day'"""))))
 
     # ------------------------------------------------------------
     # RESULTS OF SEQUENCES

@@ -50,24 +50,17 @@ class BehavioralReportFunnel(models.Model):
                      WHERE NOT COALESCE(e.is_holdout, FALSE)
                      GROUP BY e.id, e.sequence_id, s.company_id
                 )
-                SELECT sequence_id * 10 + position AS id, sequence_id, company_id, stage, value
-                  FROM (
-                    SELECT sequence_id, company_id, 1 AS position, '1_entered' AS stage, count(*) AS value
-                      FROM per_enrollment GROUP BY sequence_id, company_id
-                    UNION ALL
-                    SELECT sequence_id, company_id, 2, '2_sent', sum(sent)
-                      FROM per_enrollment GROUP BY sequence_id, company_id
-                    UNION ALL
-                    SELECT sequence_id, company_id, 3, '3_delivered', sum(delivered)
-                      FROM per_enrollment GROUP BY sequence_id, company_id
-                    UNION ALL
-                    SELECT sequence_id, company_id, 4, '4_opened', sum(opened)
-                      FROM per_enrollment GROUP BY sequence_id, company_id
-                    UNION ALL
-                    SELECT sequence_id, company_id, 5, '5_clicked', sum(clicked)
-                      FROM per_enrollment GROUP BY sequence_id, company_id
-                    UNION ALL
-                    SELECT sequence_id, company_id, 6, '6_converted', sum(converted)
-                      FROM per_enrollment GROUP BY sequence_id, company_id
-                  ) stages
+                -- one row per enrollment and stage, 1 where it reached the stage
+                SELECT p.sequence_id * 10 + stages.position AS id, p.sequence_id, p.company_id,
+                       stages.stage, sum(stages.reached) AS value
+                  FROM per_enrollment p
+                 CROSS JOIN LATERAL (VALUES
+                       (1, '1_entered', 1),
+                       (2, '2_sent', p.sent),
+                       (3, '3_delivered', p.delivered),
+                       (4, '4_opened', p.opened),
+                       (5, '5_clicked', p.clicked),
+                       (6, '6_converted', p.converted)
+                  ) AS stages(position, stage, reached)
+                 GROUP BY p.sequence_id, p.company_id, stages.position, stages.stage
             )""", table=SQL.identifier(self._table)))

@@ -1,7 +1,7 @@
 from odoo import fields, models, tools
 from odoo.tools import SQL
 
-from ..tools.revenue import MARGIN, order_money_join
+from ..tools.revenue import MARGIN, NET_REVENUE, order_money_join
 
 
 class BehavioralReportOrder(models.Model):
@@ -45,9 +45,10 @@ class BehavioralReportOrder(models.Model):
                        so.behavioral_trace_id AS trace_id,
                        money.amount,
                        money.refunded,
-                       money.amount - money.refunded AS revenue,
+                       %(net)s AS revenue,
                        %(margin)s AS margin
                   FROM sale_order so
                   %(money)s
                  WHERE so.state = 'sale' AND so.behavioral_sequence_id IS NOT NULL
-            )""", table=SQL.identifier(self._table), money=order_money_join("so"), margin=MARGIN))
+            )""", table=SQL.identifier(self._table), money=order_money_join("so"), net=NET_REVENUE,
+            margin=MARGIN))

@@ -63,6 +63,26 @@ def order_money_join(alias):
         ) money ON TRUE""", so=so)
 
 
+# with order_money_join(): the order's net revenue, and its margin (NULL
+# where the cost is unknown)
+NET_REVENUE = SQL("(money.amount - money.refunded)")
 MARGIN = SQL(
     """CASE WHEN money.cost IS NOT NULL AND money.amount > 0
-            THEN (money.amount - money.refunded) * (1 - money.cost / money.amount) END""")
+            THEN %s * (1 - money.cost / money.amount) END""", NET_REVENUE)
+
+
+def confirmed_orders_join(alias, condition, margin=False):
+    """A ``LEFT JOIN LATERAL ... AS alias`` summing up the confirmed orders
+    (sale.order aliased ``so``) that meet ``condition`` (SQL):
+    ``alias.order_count``, ``alias.revenue`` (their net revenue, NULL when
+    there is none) and, with ``margin``, ``alias.margin`` (NULL unless some
+    order's cost is known)."""
+    return SQL(
+        """LEFT JOIN LATERAL (
+            SELECT count(*) AS order_count, sum(%(net)s) AS revenue%(margin)s
+              FROM sale_order so
+              %(money)s
+             WHERE so.state = 'sale' AND %(condition)s
+        ) %(alias)s ON TRUE""",
+        net=NET_REVENUE, margin=SQL(", sum(%s) AS margin", MARGIN) if margin else SQL(),
+        money=order_money_join("so"), condition=condition, alias=SQL.identifier(alias))

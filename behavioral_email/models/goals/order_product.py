@@ -26,18 +26,10 @@ class BehavioralEnrollment(models.Model):
             product_ids = [pid for pid in ((payload or {}).get("product_ids") or [])
                            if isinstance(pid, int) and not isinstance(pid, bool)]
             if partner_id and since and product_ids:
-                values.append(SQL("(%s::int, %s::int, %s::timestamp, %s::int[])",
-                                  key, partner_id, since, product_ids))
-        if not values:
-            return {}
-        self.env["sale.order"].flush_model(["state", "partner_id", "date_order"])
-        self.env["sale.order.line"].flush_model(["order_id", "product_id"])
-        self.env.cr.execute(SQL(
-            """SELECT v.key, min(so.id) FROM (VALUES %s) AS v(key, partner_id, since, product_ids)
-                 JOIN sale_order so
-                   ON so.partner_id = v.partner_id AND so.state = 'sale' AND so.date_order >= v.since
-                WHERE EXISTS (SELECT 1 FROM sale_order_line line
-                               WHERE line.order_id = so.id AND line.product_id = ANY(v.product_ids))
-                GROUP BY v.key""",
-            SQL(", ").join(values)))
-        return dict(self.env.cr.fetchall())
+                values.append((key, partner_id, None, since, product_ids))
+        if values:
+            self.env["sale.order.line"].flush_model(["order_id", "product_id"])
+        return self._get_goal_orders(values, SQL(
+            """so.partner_id = v.partner_id AND so.date_order >= v.since
+               AND EXISTS (SELECT 1 FROM sale_order_line line
+                            WHERE line.order_id = so.id AND line.product_id = ANY(v.product_ids))"""))

@@ -3,7 +3,6 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
-from odoo.osv import expression
 from odoo.tools import SQL
 
 from ..behavioral_sequence_step import DELAY_UNITS
@@ -50,20 +49,18 @@ class BehavioralSequenceStep(models.Model):
     @api.depends("wait_target", "sequence_id.source_model")
     def _compute_wait_model(self):
         for step in self:
-            step.wait_model = "res.partner" if step.wait_target == "partner" else step.sequence_id.source_model
+            step.wait_model = step._get_condition_model(step.wait_target)
 
     @api.constrains("wait_domain", "wait_target", "wait_timeout_value")
     def _check_wait(self):
         for step in self.filtered(lambda s: s.step_type == "wait"):
             if step.wait_timeout_value <= 0:
                 raise ValidationError(self.env._("A wait step needs a timeout."))
-            try:
-                domain = literal_eval(step.wait_domain or "[]")
-                self.env[step.wait_model].sudo().search_count(domain, limit=1)
-            except Exception as exc:
+            error = step._get_domain_error(step.wait_model, step.wait_domain)
+            if error:
                 raise ValidationError(self.env._(
                     "The wait condition of step %(step)s is not a valid domain: %(error)s",
-                    step=step.display_name, error=exc)) from exc
+                    step=step.display_name, error=error)) from error
 
     def _get_content_problem(self):
         if self.step_type != "wait":
@@ -92,14 +89,7 @@ class BehavioralSequenceStep(models.Model):
         if self.wait_mode == "event":
             met = self._get_wait_events(enrollments, starts)
         else:
-            if self.wait_target == "partner":
-                model, ids = "res.partner", enrollments.mapped("partner_id.id")
-            else:
-                model, ids = self.sequence_id.source_model, enrollments.mapped("res_id")
-            domain = expression.AND([literal_eval(self.wait_domain or "[]"), [("id", "in", ids)]])
-            matching = set(self.env[model].sudo().with_context(active_test=False).search(domain).ids)
-            met = {e.id for e in enrollments
-                   if (e.partner_id.id if self.wait_target == "partner" else e.res_id) in matching}
+            met = self._get_domain_matches(enrollments, self.wait_target, self.wait_domain)
         poll = timedelta(minutes=int(self.env["ir.config_parameter"].sudo().get_param(
             "behavioral_email.wait_poll_minutes", 15)) or 15)
         timeout = self._get_wait_timeout()

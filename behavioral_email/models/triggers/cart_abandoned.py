@@ -31,16 +31,10 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _detect_cart_abandoned(self, now):
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "cart_abandoned"),
-        ])
         websites = self.env["website"].sudo().search([])  # pylint: disable=no-search-all
         # (website, idle minutes) -> the longest entry window that needs it
-        windows = {}
-        for sequence in sequences:
-            for website in (sequence.website_id or websites):
-                key = (website, sequence._get_cart_idle_minutes(website))
-                windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        windows = self._get_detection_windows("cart_abandoned", lambda sequence: [
+            (website, sequence._get_cart_idle_minutes(website)) for website in (sequence.website_id or websites)])
         created = []
         self.env.flush_all()
         for (website, idle_minutes), window_hours in windows.items():

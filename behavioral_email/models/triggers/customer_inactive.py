@@ -47,14 +47,9 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _detect_customer_inactive(self, now):
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "customer_inactive"),
-        ])
         # (days, factor, floor) -> the longest entry window that needs it
-        settings = {}
-        for sequence in sequences:
-            key = sequence._get_inactive_settings()
-            settings[key] = max(settings.get(key, 0), sequence.entry_window_hours)
+        settings = self._get_detection_windows(
+            "customer_inactive", lambda sequence: [sequence._get_inactive_settings()])
         if not settings:
             return []
         # the last orders some setting can lapse now

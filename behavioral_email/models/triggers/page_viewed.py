@@ -6,6 +6,8 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 
+from ...tools.visits import LAST_VISITOR, known_visits, visiting_customers
+
 URL_PATTERN_MAX_LENGTH = 200
 
 
@@ -48,14 +50,9 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _detect_page_viewed(self, now):
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "page_viewed"),
-        ])
         # (pattern, minimum visits, window hours) -> the longest entry window that needs it
-        windows = {}
-        for sequence in sequences:
-            key = sequence._get_page_view_settings()
-            windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        windows = self._get_detection_windows(
+            "page_viewed", lambda sequence: [sequence._get_page_view_settings()])
         created = []
         self.env.flush_all()
         for (pattern, min_visits, window_hours), entry_hours in windows.items():
@@ -72,21 +69,11 @@ class BehavioralTrigger(models.Model):
                      GROUP BY partner_id
                 ), visits AS (
                     -- matching visits of known visitors in the window, not yet signalled
-                    SELECT visitor.partner_id, track.visitor_id, track.visit_datetime,
-                           -- the path only: the host is whatever the browser asked for
-                           regexp_replace(track.url, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*', '') AS path
-                      FROM website_track track
-                      JOIN website_visitor visitor ON visitor.id = track.visitor_id
-                      LEFT JOIN signalled ON signalled.partner_id = visitor.partner_id
-                     WHERE track.visit_datetime > %(window_start)s
-                       AND track.visit_datetime <= %(now)s
-                       AND track.url ILIKE %(like)s
-                       AND visitor.partner_id IS NOT NULL
-                       AND (signalled.occurred_at IS NULL OR track.visit_datetime > signalled.occurred_at)
+                    %(visits)s
                 ), per_url AS (
                     SELECT partner_id, path, count(*) AS visits,
                            min(visit_datetime) AS first_visit, max(visit_datetime) AS last_visit,
-                           (array_agg(visitor_id ORDER BY visit_datetime DESC, visitor_id DESC))[1] AS visitor_id
+                           %(last_visitor)s AS visitor_id
                       FROM visits
                      GROUP BY partner_id, path
                 ), engaged AS (
@@ -116,23 +103,21 @@ class BehavioralTrigger(models.Model):
                        'page_viewed:' || engaged.partner_id || ':'
                            || to_char(engaged.last_visit, 'YYYYMMDDHH24MISSUS') || ':' || %(signature)s,
                        website.company_id, %(common)s
-                  FROM engaged
-                  JOIN res_partner partner ON partner.id = engaged.partner_id
-                  JOIN website_visitor visitor ON visitor.id = engaged.visitor_id
-                  LEFT JOIN website ON website.id = visitor.website_id
-                 WHERE partner.active
-                   AND COALESCE(partner.email, '') != ''
-                   AND NOT EXISTS (
-                       SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
-                        WHERE u.partner_id = engaged.partner_id)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM res_users internal
-                        WHERE internal.partner_id = engaged.partner_id AND NOT internal.share)
+                %(customers)s
                 ON CONFLICT (dedupe_key) DO NOTHING
                 RETURNING id
                 """,
-                now=now, window_start=window_start, oldest=now - timedelta(hours=entry_hours),
-                like=self._get_url_like(pattern), pattern=pattern, min_visits=min_visits,
+                visits=known_visits(
+                    # the path only: the host is whatever the browser asked for
+                    SQL("regexp_replace(track.url, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*', '') AS path"),
+                    window_start, now,
+                    SQL("""track.url ILIKE %s
+                           AND (signalled.occurred_at IS NULL OR track.visit_datetime > signalled.occurred_at)""",
+                        self._get_url_like(pattern)),
+                    joins=SQL("LEFT JOIN signalled ON signalled.partner_id = visitor.partner_id")),
+                last_visitor=LAST_VISITOR, customers=visiting_customers("engaged"),
+                window_start=window_start, oldest=now - timedelta(hours=entry_hours), pattern=pattern,
+                min_visits=min_visits,
                 window=window_hours, max_paths=10, common=self._prepare_detected_values(),
                 signature=self._get_page_view_signature(pattern, min_visits, window_hours),
             ))

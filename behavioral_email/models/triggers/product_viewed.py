@@ -4,6 +4,8 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 
+from ...tools.visits import LAST_VISITOR, known_visits, visiting_customers
+
 
 class BehavioralTrigger(models.Model):
     """``product_viewed``: browse abandonment.
@@ -45,14 +47,9 @@ class BehavioralTrigger(models.Model):
 
     @api.model
     def _detect_product_viewed(self, now):
-        sequences = self.env["behavioral.sequence"].sudo().search([
-            ("state", "=", "running"), ("trigger_type", "=", "product_viewed"),
-        ])
         # (idle minutes, look-back hours, minimum views) -> the longest entry window that needs it
-        windows = {}
-        for sequence in sequences:
-            key = sequence._get_product_view_settings()
-            windows[key] = max(windows.get(key, 0), sequence.entry_window_hours)
+        windows = self._get_detection_windows(
+            "product_viewed", lambda sequence: [sequence._get_product_view_settings()])
         created = []
         self.env.flush_all()
         for (idle_minutes, lookback_hours, min_views), window_hours in windows.items():
@@ -63,18 +60,10 @@ class BehavioralTrigger(models.Model):
                 """
                 WITH recent AS (
                     -- product views of known visitors, recent enough to matter
-                    SELECT visitor.partner_id, track.visitor_id, track.product_id, track.visit_datetime,
-                           track.id AS track_id
-                      FROM website_track track
-                      JOIN website_visitor visitor ON visitor.id = track.visitor_id
-                     WHERE track.visit_datetime > %(read_from)s
-                       AND track.visit_datetime <= %(now)s
-                       AND track.product_id IS NOT NULL
-                       AND visitor.partner_id IS NOT NULL
+                    %(recent)s
                 ), spell AS (
                     -- customers idle since their last view, not for too long
-                    SELECT partner_id, max(visit_datetime) AS last_view,
-                           (array_agg(visitor_id ORDER BY visit_datetime DESC, visitor_id DESC))[1] AS visitor_id
+                    SELECT partner_id, max(visit_datetime) AS last_view, %(last_visitor)s AS visitor_id
                       FROM recent
                      GROUP BY partner_id
                     HAVING max(visit_datetime) <= %(idle_limit)s AND max(visit_datetime) > %(oldest)s
@@ -121,24 +110,16 @@ class BehavioralTrigger(models.Model):
                        'product_viewed:' || wanted.partner_id || ':'
                            || to_char(wanted.last_view, 'YYYYMMDDHH24MISSUS') || ':' || %(signature)s,
                        website.company_id, %(common)s
-                  FROM wanted
-                  JOIN res_partner partner ON partner.id = wanted.partner_id
-                  JOIN website_visitor visitor ON visitor.id = wanted.visitor_id
-                  LEFT JOIN website ON website.id = visitor.website_id
-                 WHERE partner.active
-                   AND COALESCE(partner.email, '') != ''
-                   AND NOT EXISTS (
-                       SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
-                        WHERE u.partner_id = wanted.partner_id)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM res_users internal
-                        WHERE internal.partner_id = wanted.partner_id AND NOT internal.share)
+                %(customers)s
                  GROUP BY wanted.partner_id, wanted.visitor_id, wanted.last_view,
                           visitor.website_id, website.company_id
                 ON CONFLICT (dedupe_key) DO NOTHING
                 RETURNING id
                 """,
-                now=now, read_from=oldest - timedelta(hours=lookback_hours), idle_limit=idle_limit,
+                recent=known_visits(
+                    SQL("track.product_id, track.id AS track_id"),
+                    oldest - timedelta(hours=lookback_hours), now, SQL("track.product_id IS NOT NULL")),
+                last_visitor=LAST_VISITOR, customers=visiting_customers("wanted"), idle_limit=idle_limit,
                 oldest=oldest, lookback=lookback_hours, min_views=min_views, idle=idle_minutes,
                 signature=f"{idle_minutes}-{lookback_hours}-{min_views}", common=self._prepare_detected_values(),
             ))
