@@ -295,31 +295,49 @@ def advance_by_jobs(reg):
     each in its own transaction, through queue_job's own controller code
     (acquire: state started + lock; perform, done, commit; retry or fail).
     Returns (jobs performed, jobs failed)."""
+    from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
+    performed = failed = 0
+    while True:
+        try:
+            done = perform_next_job(reg)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            # another worker took or updated the same job row meanwhile: Odoo
+            # retries such a request (odoo.service.model.retrying), so do we
+            time.sleep(0.05)
+            continue
+        if done is None:
+            break
+        performed += done == "performed"
+        failed += done == "failed"
+    return performed, failed
+
+
+def perform_next_job(reg):
+    """Take and perform the next job of the channel, in its own transaction.
+    Returns "performed", "failed", "waiting" (none to take now), or None when
+    no job is left to perform."""
     import odoo
     from odoo import api
     from odoo.addons.queue_job.controllers.main import RunJobController
-    performed = failed = 0
-    while True:
-        with reg.cursor() as cr:
-            env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-            uuid = pick_job(cr)
-            if not uuid:
-                cr.execute("""SELECT count(*) FROM queue_job
-                               WHERE channel = %s AND state IN ('pending', 'enqueued', 'started')""",
-                           (QUEUE_JOB_CHANNEL,))
-                if not cr.fetchone()[0]:
-                    break
-                time.sleep(0.05)  # a running job may queue the next batch of its slot
-                continue
-            job = RunJobController._acquire_job(env, uuid)  # pylint: disable=protected-access
-            if not job:
-                continue
-            try:
-                RunJobController._runjob(env, job)  # pylint: disable=protected-access
-                performed += 1
-            except Exception:  # noqa: BLE001 - _runjob marked the job failed and logged why
-                failed += 1
-    return performed, failed
+    with reg.cursor() as cr:
+        env = api.Environment(cr, odoo.SUPERUSER_ID, {})
+        uuid = pick_job(cr)
+        if not uuid:
+            cr.execute("""SELECT count(*) FROM queue_job
+                           WHERE channel = %s AND state IN ('pending', 'enqueued', 'started')""",
+                       (QUEUE_JOB_CHANNEL,))
+            if not cr.fetchone()[0]:
+                return None
+            time.sleep(0.05)  # a running job may queue the next batch of its slot
+            return "waiting"
+        job = RunJobController._acquire_job(env, uuid)  # pylint: disable=protected-access
+        if not job:
+            return "waiting"
+        try:
+            RunJobController._runjob(env, job)  # pylint: disable=protected-access
+        except Exception:  # noqa: BLE001 - _runjob marked the job failed and logged why
+            return "failed"
+        return "performed"
 
 
 def queue_job_check(args):
