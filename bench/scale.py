@@ -483,7 +483,6 @@ def populate_shop(db, contacts, carts):
         })
         env.flush_all()
         start = time.perf_counter()
-        now = datetime.utcnow()
         # (the source is run with one parameter: literal % are doubled)
         clone_rows(cr._obj, "sale_order", ref.id, f"""
             SELECT nextval('sale_order_id_seq') AS id, p.g, p.id AS partner_id,

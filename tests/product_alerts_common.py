@@ -5,9 +5,15 @@ not installed."""
 import unittest
 from unittest.mock import patch
 
+import lxml.html
 from freezegun import freeze_time
 
-from .website_common import WebsiteVisitsCommon
+from .website_common import ShopBrowsingCase, WebsiteVisitsCommon
+
+
+def skip_without_bridge(env):
+    if "behavioral_email_product_alerts" not in env.registry._init_modules:
+        raise unittest.SkipTest("behavioral_email_product_alerts (stock and wishlist bridge) is not installed")
 
 
 class ProductAlertsCommon(WebsiteVisitsCommon):
@@ -15,8 +21,7 @@ class ProductAlertsCommon(WebsiteVisitsCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if "behavioral_email_product_alerts" not in cls.env.registry._init_modules:
-            raise unittest.SkipTest("behavioral_email_product_alerts (stock and wishlist bridge) is not installed")
+        skip_without_bridge(cls.env)
         env = cls.env
         cls.warehouse = env["stock.warehouse"].search([("company_id", "=", cls.company.id)], limit=1)
         cls.agave = env["product.product"].create({
@@ -105,3 +110,26 @@ class ProductAlertsCommon(WebsiteVisitsCommon):
         if partner:
             domain.append(("partner_id", "=", partner.id))
         return self.env["behavioral.trigger"].search(domain, order="id")
+
+
+class ProductAlertsShopCase(ShopBrowsingCase):
+    """For the cases where customers show their interest in the real shop,
+    over HTTP: the product page and its wishlist button."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        skip_without_bridge(cls.env)
+        cls._init_mail_gateway()
+
+    def press_wishlist(self, product):
+        """Open the product's page and press its wishlist button
+        (/shop/wishlist/add), as the page's script does; returns the id the
+        page names."""
+        page = self.url_open(product.website_url)
+        self.assertEqual(page.status_code, 200)
+        detail = lxml.html.fromstring(page.text).get_element_by_id("product_detail")
+        [product_input] = detail.xpath(".//input[contains(@class, 'product_id')][@name='product_id']")
+        product_id = int(product_input.get("value"))
+        self.make_jsonrpc_request("/shop/wishlist/add", {"product_id": product_id})
+        return product_id

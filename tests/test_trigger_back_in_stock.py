@@ -6,19 +6,17 @@ The bulk of the cases record interest through Odoo's own paths
 (``website.visitor._add_viewed_product``, ``product.wishlist._add_to_wishlist``)
 at fixed clocks and validate real receipts; the HTTP case goes through the
 shop's pages and routes as a logged-in customer and an anonymous visitor."""
-import unittest
 from datetime import datetime, timedelta
 from unittest.mock import patch
 
-import lxml.html
 from freezegun import freeze_time
 
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.exceptions import ValidationError
-from odoo.tests.common import HttpCase, tagged
+from odoo.tests.common import tagged
 
-from .common import NOW, BehavioralCase
-from .product_alerts_common import ProductAlertsCommon
+from .common import NOW
+from .product_alerts_common import ProductAlertsCommon, ProductAlertsShopCase
 
 
 class TestBackInStock(ProductAlertsCommon):
@@ -290,16 +288,13 @@ class TestBackInStock(ProductAlertsCommon):
 
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
-class TestBackInStockOverHttp(HttpCase, BehavioralCase):
+class TestBackInStockOverHttp(ProductAlertsShopCase):
     """Customers look at a sold-out product in the real shop and put it on
     their wishlist; then the receipt arrives."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if "behavioral_email_product_alerts" not in cls.env.registry._init_modules:
-            raise unittest.SkipTest("behavioral_email_product_alerts (stock and wishlist bridge) is not installed")
-        cls._init_mail_gateway()
         cls.agave = cls.env["product.product"].create({
             "name": "Variegated Agave", "list_price": 42.0, "sale_ok": True, "is_published": True,
             "type": "consu", "is_storable": True, "allow_out_of_stock_order": False, "taxes_id": [(5, 0, 0)],
@@ -316,15 +311,10 @@ class TestBackInStockOverHttp(HttpCase, BehavioralCase):
         cls.env["behavioral.trigger"].search([("state", "=", "new")]).write({"state": "done"})
 
     def _view_and_wish(self):
-        """Open the product page, report the view as its script does, then
-        press the wishlist button (/shop/wishlist/add)."""
-        page = self.url_open(self.agave.website_url)
-        self.assertEqual(page.status_code, 200)
-        detail = lxml.html.fromstring(page.text).get_element_by_id("product_detail")
-        [product_input] = detail.xpath(".//input[contains(@class, 'product_id')][@name='product_id']")
-        product_id = int(product_input.get("value"))
+        """Press the wishlist button on the product page, and report the view
+        as the page's script does."""
+        product_id = self.press_wishlist(self.agave)
         self.make_jsonrpc_request("/shop/products/recently_viewed_update", {"product_id": product_id})
-        self.make_jsonrpc_request("/shop/wishlist/add", {"product_id": product_id})
 
     def _receive(self, qty):
         picking = self.env["stock.picking"].create({
@@ -341,12 +331,6 @@ class TestBackInStockOverHttp(HttpCase, BehavioralCase):
         picking.move_ids.picked = True
         picking.button_validate()
         self.assertEqual(picking.state, "done")
-
-    def _run_crons(self, at):
-        with freeze_time(at):
-            self.env["behavioral.trigger"]._cron_detect()
-            self.env["behavioral.trigger"]._cron_enroll()
-            self.env["behavioral.enrollment"]._cron_advance()
 
     def test_restock_emails_the_customer_only(self):
         self.sequence.action_start()

@@ -5,6 +5,7 @@ The bulk of the cases record visits through website's own path
 shop's category pages for real."""
 from datetime import datetime, timedelta
 
+import lxml.html
 from freezegun import freeze_time
 
 from odoo.addons.mail.tests.common import mail_new_test_user

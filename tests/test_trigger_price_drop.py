@@ -3,7 +3,6 @@ sales price of a product customers viewed, carted or wishlisted is lowered
 by at least the sequence's minimum. Skipped where the bridge is not
 installed. Prices are changed in the product form (odoo.tests.Form) by a
 sales manager; the HTTP case records interest through the shop's pages."""
-import unittest
 from datetime import datetime, timedelta
 from unittest.mock import patch
 
@@ -13,10 +12,10 @@ from freezegun import freeze_time
 from odoo.addons.mail.tests.common import mail_new_test_user
 from odoo.exceptions import ValidationError
 from odoo.tests import Form
-from odoo.tests.common import HttpCase, tagged
+from odoo.tests.common import tagged
 
-from .common import NOW, BehavioralCase
-from .product_alerts_common import ProductAlertsCommon
+from .common import NOW
+from .product_alerts_common import ProductAlertsCommon, ProductAlertsShopCase
 
 
 class TestPriceDrop(ProductAlertsCommon):
@@ -224,16 +223,13 @@ class TestPriceDrop(ProductAlertsCommon):
 
 
 @tagged("standard", "post_install", "-at_install", "behavioral_email")
-class TestPriceDropOverHttp(HttpCase, BehavioralCase):
+class TestPriceDropOverHttp(ProductAlertsShopCase):
     """Customers put a product on their wishlist in the real shop; then its
     price is lowered in the product form."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if "behavioral_email_product_alerts" not in cls.env.registry._init_modules:
-            raise unittest.SkipTest("behavioral_email_product_alerts (stock and wishlist bridge) is not installed")
-        cls._init_mail_gateway()
         cls.lantern = cls.env["product.product"].create({
             "name": "Garden Lantern", "list_price": 50.0, "sale_ok": True, "is_published": True,
             "type": "consu", "taxes_id": [(5, 0, 0)],
@@ -251,29 +247,15 @@ class TestPriceDropOverHttp(HttpCase, BehavioralCase):
         cls.sequence.write({"state": "draft"})
         cls.env["behavioral.trigger"].search([("state", "=", "new")]).write({"state": "done"})
 
-    def _wish(self):
-        """Open the product page and press its wishlist button."""
-        page = self.url_open(self.lantern.website_url)
-        self.assertEqual(page.status_code, 200)
-        detail = lxml.html.fromstring(page.text).get_element_by_id("product_detail")
-        [product_input] = detail.xpath(".//input[contains(@class, 'product_id')][@name='product_id']")
-        self.make_jsonrpc_request("/shop/wishlist/add", {"product_id": int(product_input.get("value"))})
-
-    def _run_crons(self, at):
-        with freeze_time(at):
-            self.env["behavioral.trigger"]._cron_detect()
-            self.env["behavioral.trigger"]._cron_enroll()
-            self.env["behavioral.enrollment"]._cron_advance()
-
     def test_price_drop_emails_the_customer_only(self):
         self.sequence.action_start()
         self.env["mail.blacklist"]._add(self.bob.email)
         self.authenticate(self.alice.login, self.alice.login)
-        self._wish()
+        self.press_wishlist(self.lantern)
         self.authenticate(self.bob.login, self.bob.login)
-        self._wish()
+        self.press_wishlist(self.lantern)
         self.authenticate(None, None)  # an anonymous visitor, never logging in
-        self._wish()
+        self.press_wishlist(self.lantern)
         self.logout()
         wishes = self.env["product.wishlist"].search([("product_id", "=", self.lantern.id)])
         self.assertEqual(len(wishes), 3)

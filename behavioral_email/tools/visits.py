@@ -34,24 +34,32 @@ def known_visits(columns, read_from, until, condition, joins=None):
         columns=columns, joins=joins or SQL(), read_from=read_from, until=until, condition=condition)
 
 
+def customer_to_email(partner_id):
+    """WHERE conditions: the contact aliased ``partner`` (its id is the SQL
+    ``partner_id``) is a customer to email: active, with an email address,
+    neither a website's public user nor an internal user."""
+    return SQL(
+        """partner.active
+           AND COALESCE(partner.email, '') != ''
+           AND NOT EXISTS (
+               SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
+                WHERE u.partner_id = %(partner_id)s)
+           AND NOT EXISTS (
+               SELECT 1 FROM res_users internal
+                WHERE internal.partner_id = %(partner_id)s AND NOT internal.share)""",
+        partner_id=partner_id)
+
+
 def visiting_customers(source):
     """FROM and WHERE of a detection on visits: the rows of ``source`` (a
     table or CTE name; rows with ``partner_id`` and ``visitor_id``) joined to
     their contact ``partner``, their ``visitor`` and its ``website``, kept
-    where the contact is a customer to email: active, with an email address,
-    neither a website's public user nor an internal user."""
+    where the contact is a customer to email (:func:`customer_to_email`)."""
     source = SQL.identifier(source)
     return SQL(
         """FROM %(source)s
            JOIN res_partner partner ON partner.id = %(source)s.partner_id
            JOIN website_visitor visitor ON visitor.id = %(source)s.visitor_id
            LEFT JOIN website ON website.id = visitor.website_id
-          WHERE partner.active
-            AND COALESCE(partner.email, '') != ''
-            AND NOT EXISTS (
-                SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
-                 WHERE u.partner_id = %(source)s.partner_id)
-            AND NOT EXISTS (
-                SELECT 1 FROM res_users internal
-                 WHERE internal.partner_id = %(source)s.partner_id AND NOT internal.share)""",
-        source=source)
+          WHERE %(customer)s""",
+        source=source, customer=customer_to_email(SQL("%s.partner_id", source)))

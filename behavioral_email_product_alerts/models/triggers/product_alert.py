@@ -6,6 +6,8 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.tools import SQL
 
+from odoo.addons.behavioral_email.tools.visits import customer_to_email
+
 # the kinds that share this file's interest query, settings and enrollment rules
 ALERT_KINDS = ("back_in_stock", "price_drop")
 # signs of interest that stand until the customer takes them back, whatever their age
@@ -141,15 +143,8 @@ class BehavioralTrigger(models.Model):
               JOIN product_product product ON product.id = interested.product_id
               JOIN product_template template ON template.id = product.product_tmpl_id
               LEFT JOIN website ON website.id = interested.website_id
-             WHERE partner.active
-               AND COALESCE(partner.email, '') != ''
+             WHERE %(customer)s
                AND product.active AND template.active AND template.sale_ok AND template.is_published
-               AND NOT EXISTS (
-                   SELECT 1 FROM website w JOIN res_users u ON u.id = w.user_id
-                    WHERE u.partner_id = interested.partner_id)
-               AND NOT EXISTS (
-                   SELECT 1 FROM res_users internal
-                    WHERE internal.partner_id = interested.partner_id AND NOT internal.share)
                AND NOT EXISTS (
                    -- ordered since they first showed interest: they have it
                    SELECT 1 FROM sale_order_line line
@@ -162,6 +157,7 @@ class BehavioralTrigger(models.Model):
             """,
             rows=rows, interest=interest, standing=STANDING_INTEREST, since=since, now=now,
             kind=kind, lookback=lookback_days, common=self._prepare_detected_values(),
+            customer=customer_to_email(SQL("interested.partner_id")),
         ))
         ids = [row[0] for row in self.env.cr.fetchall()]
         if ids:
