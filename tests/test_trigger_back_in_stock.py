@@ -225,6 +225,24 @@ class TestBackInStock(ProductAlertsCommon):
         self.assertIn("mia@example.com", odoo_emails.email_to)
         self.assertFalse(self.agave.stock_notification_partner_ids)
 
+    def test_notify_me_request_kept_when_refused(self):
+        """A request whose customer the sequence's filter leaves out stays
+        Odoo's: website_sale_stock's own email still tells her."""
+        self.sequence.write({"state": "draft"})
+        self.sequence.partner_domain = repr([("id", "!=", self.carol.id)])
+        self.sequence.action_start()
+        self.agave.sudo().stock_notification_partner_ids += self.carol
+        with self.mock_queue():
+            self.receive(self.agave, 5, NOW)
+            self.run_crons(NOW + timedelta(minutes=1))
+            with freeze_time(NOW + timedelta(minutes=30)):
+                self.env["product.product"]._send_availability_email()
+        self.assertEqual(self.triggers(self.carol).payload["interest"], ["notify"])
+        self.assertFalse(self.enrollments(self.sequence))
+        self.assertQueued(self.carol, count=0)
+        [odoo_email] = self._new_mails.filtered(lambda m: m.model != "behavioral.enrollment")
+        self.assertIn(self.carol.email, odoo_email.email_to)
+
     def test_no_capture_without_a_running_sequence(self):
         """Nothing is recorded while no back in stock sequence runs, and the
         Notify me requests stay Odoo's."""

@@ -14,8 +14,8 @@ class BehavioralTrigger(models.Model):
     stock, and every interested customer (see ``product_alert.py``) gets a
     trigger, one per (customer, product, restock). Besides views, carts and
     wishlists, a request made with the product page's *Notify me* button
-    counts: when a trigger is recorded for it, the request is handed over to
-    the sequence and website_sale_stock's own availability email
+    counts: once a sequence enrolls the customer, the request is handed over
+    to the sequence and website_sale_stock's own availability email
     (``product.product._send_availability_email``) is not sent for it, so
     that nobody is told twice.
     """
@@ -113,15 +113,15 @@ class BehavioralTrigger(models.Model):
         if not changes:
             return []
         sequences = self._get_alert_sequences("back_in_stock")
-        ids = self._insert_product_alert_triggers(
+        return self._insert_product_alert_triggers(
             "back_in_stock", changes, max(sequences.mapped("alert_lookback_days") or [1]))
-        self._hand_over_stock_notifications(ids)
-        return ids
 
     @api.model
     def _hand_over_stock_notifications(self, trigger_ids):
         """The Notify me requests these triggers answer are now the
-        sequence's: website_sale_stock's hourly email skips them."""
+        sequence's: website_sale_stock's hourly email skips them. Called once
+        a sequence took the triggers (an enrollment, even one refused for
+        consent); a request no sequence takes keeps Odoo's email."""
         if not trigger_ids:
             return
         self.env.cr.execute(SQL(
@@ -136,3 +136,13 @@ class BehavioralTrigger(models.Model):
 
     def _filter_back_in_stock(self, sequence, refuse):
         return self._filter_product_alert(sequence)
+
+
+class BehavioralSequence(models.Model):
+    _inherit = "behavioral.sequence"
+
+    def _create_enrollments(self, vals_list, notes):
+        enrollments = super()._create_enrollments(vals_list, notes)
+        if enrollments and self.trigger_type == "back_in_stock":
+            self.env["behavioral.trigger"]._hand_over_stock_notifications(enrollments.trigger_id.ids)
+        return enrollments
