@@ -40,6 +40,16 @@ class BehavioralCase(MailCase):
             f"Expected {count} mail(s) for {partner.name}, got {len(mails)}: {mails.mapped('subject')}")
         return mails
 
+    def count_queries(self, func, *args):
+        """(queries run by ``func(*args)`` and what it flushes, its result),
+        the caches cold."""
+        self.env.flush_all()
+        self.env.invalidate_all()
+        before = self.env.cr.sql_log_count
+        result = func(*args)
+        self.env.flush_all()
+        return self.env.cr.sql_log_count - before, result
+
     def tracked_url(self, href):
         """The address a tracked link of an email (``.../r/<code>``) leads to."""
         code = (href or "").rsplit("/r/", 1)[-1]

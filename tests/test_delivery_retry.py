@@ -159,12 +159,7 @@ class TestDeliveryRetry(BehavioralCommon):
         for index, size in enumerate((2, 5, 25)):
             at = NOW + timedelta(days=index)
             _partners, mails = self.welcome(size, at=at, prefix=f"wave{index}x")
-            self.env.flush_all()
-            self.env.invalidate_all()
-            before = self.env.cr.sql_log_count
-            self.run_queue(at + timedelta(minutes=2))
-            self.env.flush_all()
-            counts.append(self.env.cr.sql_log_count - before)
+            counts.append(self.count_queries(self.run_queue, at + timedelta(minutes=2))[0])
             self.assertEqual(set(mails.mapped("behavioral_retry_count")), {1})
             mails.cancel()  # out of the next wave's queue run
         self.assertEqual(counts[1], counts[2], f"queue run queries by batch size (2, 5, 25): {counts}")

@@ -21,14 +21,6 @@ class TestBatchQueries(BehavioralCommon):
         for partner in partners:
             self.make_cart(partner, at=at)
 
-    def _count(self, func):
-        self.env.flush_all()
-        self.env.invalidate_all()
-        before = self.env.cr.sql_log_count
-        func()
-        self.env.flush_all()
-        return self.env.cr.sql_log_count - before
-
     def _batches(self):
         """Warm-up batch of 2 (template compilation, ormcaches), then batches
         of 5 and 25 new abandoned carts: yields (customers, time they are due)."""
@@ -47,7 +39,7 @@ class TestBatchQueries(BehavioralCommon):
                 self.env["behavioral.trigger"]._cron_detect()
                 self.env["behavioral.trigger"]._cron_enroll()
             with self.mock_queue(), freeze_time(due):
-                counts.append(self._count(self.env["behavioral.enrollment"]._cron_advance))
+                counts.append(self.count_queries(self.env["behavioral.enrollment"]._cron_advance)[0])
                 self.assertEqual(len(self._new_mails), size)
             # keep later batches to the new carts only
             self.enrollments(self.cart_sequence).action_stop()
@@ -59,7 +51,7 @@ class TestBatchQueries(BehavioralCommon):
             size = len(group)
             with freeze_time(due):
                 self.env["behavioral.trigger"]._cron_detect()
-                counts.append(self._count(self.env["behavioral.trigger"]._cron_enroll))
+                counts.append(self.count_queries(self.env["behavioral.trigger"]._cron_enroll)[0])
             self.assertEqual(len(self.enrollments(self.cart_sequence).filtered(
                 lambda e: e.partner_id in group)), size)
         self.assertEqual(counts[1], counts[2], f"enroll queries by batch size (2, 5, 25): {counts}")

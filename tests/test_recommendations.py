@@ -166,14 +166,6 @@ class TestRecommendations(BehavioralCommon):
                          ["Potting Soil", "Bamboo Stake", "Pruning Shears"])
         self.assertNotIn("Clay Saucer", mail.body_html)
 
-    def _count(self, func):
-        self.env.flush_all()
-        self.env.invalidate_all()
-        before = self.env.cr.sql_log_count
-        func()
-        self.env.flush_all()
-        return self.env.cr.sql_log_count - before
-
     def test_queries_do_not_grow_with_the_batch(self):
         """Recommendations and the whole email of a batch of 5 or of 50
         customers: the same number of queries."""
@@ -198,10 +190,10 @@ class TestRecommendations(BehavioralCommon):
             step._render_ids(mailing, batch.ids)
 
         recommend(enrollments[:2])  # warm-up: ormcaches
-        counts = [self._count(lambda b=batch: recommend(b)) for batch in (small, large)]
+        counts = [self.count_queries(recommend, batch)[0] for batch in (small, large)]
         self.assertEqual(counts[0], counts[1], f"recommendation queries for 5 and 50 customers: {counts}")
         render(enrollments[:2])  # warm-up: template compilation
-        counts = [self._count(lambda b=batch: render(b)) for batch in (small, large)]
+        counts = [self.count_queries(render, batch)[0] for batch in (small, large)]
         self.assertEqual(counts[0], counts[1], f"rendering queries for 5 and 50 customers: {counts}")
         bodies = step._render_ids(mailing, large.ids)
         for enrollment in large:

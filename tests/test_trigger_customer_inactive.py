@@ -149,10 +149,7 @@ class TestCustomerInactive(BehavioralCommon):
             for customer in self._customers(f"Batch{index}", size):
                 self.order(customer, due - timedelta(days=90))
             with freeze_time(due + timedelta(minutes=5)):
-                self.env.flush_all()
-                self.env.invalidate_all()
-                before = self.env.cr.sql_log_count
-                created = self.env["behavioral.trigger"]._cron_detect()
-                counts.append(self.env.cr.sql_log_count - before)
+                count, created = self.count_queries(self.env["behavioral.trigger"]._cron_detect)
+                counts.append(count)
             self.assertEqual(len(created), size)
         self.assertEqual(counts[1], counts[2], f"detection queries for 2 and 20 lapsed customers: {counts}")

@@ -368,11 +368,8 @@ class TestEmailEngagement(HttpCase, BehavioralCommon):
                     mailing.action_send_mail()
                 self._send_queued(sent)
             with freeze_time(sent + timedelta(days=3, hours=1)):
-                self.env.flush_all()
-                self.env.invalidate_all()
-                before = self.env.cr.sql_log_count
-                created = self.env["behavioral.trigger"]._cron_detect()
-                counts.append(self.env.cr.sql_log_count - before)
+                count, created = self.count_queries(self.env["behavioral.trigger"]._cron_detect)
+                counts.append(count)
             self.assertEqual(len(created), size)
         self.assertEqual(counts[1], counts[2], f"detection queries for 2 and 20 unopened emails: {counts}")
 

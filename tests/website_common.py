@@ -52,14 +52,6 @@ class WebsiteVisitsCommon(BehavioralCommon):
         with freeze_time(at):
             visitor._add_tracking([("url", "=", url)], {"url": url})
 
-    def count_queries(self, func, *args):
-        self.env.flush_all()
-        self.env.invalidate_all()
-        before = self.env.cr.sql_log_count
-        result = func(*args)
-        self.env.flush_all()
-        return self.env.cr.sql_log_count - before, result
-
 
 class ShopBrowsingCase(HttpCase, BehavioralCase):
     """For the tests where a customer browses the real shop over HTTP."""
