@@ -79,6 +79,18 @@ class ProductAlertsCommon(WebsiteVisitsCommon):
         self.assertEqual(picking.state, "done")
         return picking
 
+    def assert_reruns_add_nothing(self, *times):
+        """Every cron run again at ``times``: no email, no trigger, no
+        enrollment more."""
+        triggers = self.triggers()
+        enrollments = self.enrollments(self.sequence)
+        with self.mock_queue():
+            for at in times:
+                self.run_crons(at)
+        self.assertFalse(self._new_mails, "rerunning every cron adds nothing")
+        self.assertEqual(self.triggers(), triggers)
+        self.assertEqual(self.enrollments(self.sequence), enrollments)
+
     def count_capture_queries(self, model, method, func, *args):
         """The queries run inside ``model.method`` (a capture hook) while
         ``func(*args)`` runs, the registry's caches cold: what the capture

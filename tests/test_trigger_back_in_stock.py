@@ -77,16 +77,9 @@ class TestBackInStock(ProductAlertsCommon):
         self.assertTrue(trackers, "the product link is tracked")
         self.assertIn(trackers[0].short_url, body)
         self.assertIn("/unsubscribe_from_list", body)
-        enrollments = self.enrollments(self.sequence)
-        self.assertRecordValues(enrollments.filtered(lambda e: e.partner_id == self.alice), [{
+        self.assertRecordValues(self.enrollments(self.sequence, self.alice), [{
             "state": "done", "res_model": "product.product", "res_id": self.agave.id, "goal_since": NOW}])
-
-        with self.mock_queue():
-            self.run_crons(NOW + timedelta(minutes=2))
-            self.run_crons(NOW + timedelta(days=3))
-        self.assertFalse(self._new_mails, "rerunning every cron adds nothing")
-        self.assertEqual(self.triggers(), triggers)
-        self.assertEqual(self.enrollments(self.sequence), enrollments)
+        self.assert_reruns_add_nothing(NOW + timedelta(minutes=2), NOW + timedelta(days=3))
 
     def test_only_a_product_coming_back_counts(self):
         """A product sold even when out of stock is never "back"; more stock

@@ -87,14 +87,7 @@ class TestPriceDrop(ProductAlertsCommon):
             ("url", "=like", f"%{self.bench.website_url}"), ("mass_mailing_id", "=", self.step.mailing_id.id)],
             limit=1)
         self.assertIn(tracker.short_url, body)
-        enrollments = self.enrollments(self.sequence)
-
-        with self.mock_queue():
-            self.run_crons(NOW + timedelta(minutes=2))
-            self.run_crons(NOW + timedelta(days=2))
-        self.assertFalse(self._new_mails, "rerunning every cron adds nothing")
-        self.assertEqual(self.triggers(), triggers)
-        self.assertEqual(self.enrollments(self.sequence), enrollments)
+        self.assert_reruns_add_nothing(NOW + timedelta(minutes=2), NOW + timedelta(days=2))
 
     def test_small_drop_or_rise_adds_nothing(self):
         """5 % less or more expensive: nothing. Then 10 % less: a trigger."""
